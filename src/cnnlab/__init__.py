@@ -1,0 +1,29 @@
+"""cnnlab: a convolutional-network framework you can read, on NumPy.
+
+>>> import cnnlab as cl
+>>> from cnnlab import functional as F
+>>> x = cl.tensor([[1.0, -2.0]], requires_grad=True)
+>>> F.relu(x).sum().backward()
+>>> x.grad
+array([[1., 0.]], dtype=float32)
+"""
+
+from cnnlab.gradcheck import GradcheckError, gradcheck
+from cnnlab.ops.shape import concat, pad, stack
+from cnnlab.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "Function",
+    "tensor",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "gradcheck",
+    "GradcheckError",
+    "concat",
+    "stack",
+    "pad",
+]

@@ -1,0 +1,1 @@
+"""Primitive operations, one family per file, each a Function with forward and backward."""

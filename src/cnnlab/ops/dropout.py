@@ -1,0 +1,6 @@
+"""Inverted dropout.  (TO BE WRITTEN)"""
+
+__all__ = ["dropout"]
+
+
+def dropout(x, rate, training=True, rng=None): raise NotImplementedError

@@ -1,0 +1,112 @@
+"""Matrix products: matmul and the dense layer's linear map.
+
+Legend: N batch, F_in input features, F_out output features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.ops._util import as_tensor, check_float, unbroadcast
+from cnnlab.tensor import Function, Tensor
+
+__all__ = ["matmul", "linear"]
+
+
+class MatMul(Function):
+    """y = a @ b (NumPy's matmul rules, batched and broadcast).
+
+    ga = gy @ b^T,  gb = a^T @ gy   (summed over broadcast batch axes).
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy):
+        a, b = self.a, self.b
+        ga = gb = None
+        if self.needs_grad[0]:
+            if b.ndim == 1:
+                ga = np.multiply.outer(gy, b)
+            else:
+                gy_ = gy[..., None, :] if a.ndim == 1 else gy
+                ga = gy_ @ np.swapaxes(b, -1, -2)
+                ga = ga[..., 0, :] if a.ndim == 1 else ga
+            ga = unbroadcast(ga, a.shape)
+        if self.needs_grad[1]:
+            if a.ndim == 1:
+                gb = np.multiply.outer(a, gy)
+            else:
+                gy_ = gy[..., :, None] if b.ndim == 1 else gy
+                gb = np.swapaxes(a, -1, -2) @ gy_
+                gb = gb[..., 0] if b.ndim == 1 else gb
+            gb = unbroadcast(gb, b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """The dense layer: Z = X W + b.
+
+    Shapes: X (N, F_in), W (F_in, F_out), b (F_out,), Z (N, F_out).
+    Backward: dX = dZ W^T,  dW = X^T dZ,  db = sum over the batch of dZ.
+    """
+
+    def forward(self, x, w, b=None):
+        self.x, self.w = x, w
+        z = x @ w  # (N, F_out)
+        if b is not None:
+            z += b
+        return z
+
+    def backward(self, gy):
+        gx = gy @ self.w.T if self.needs_grad[0] else None  # (N, F_in)
+        gw = self.x.T @ gy if self.needs_grad[1] else None  # (F_in, F_out)
+        gb = gy.sum(axis=0) if len(self.needs_grad) > 2 and self.needs_grad[2] else None
+        return gx, gw, gb
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product ``a @ b`` with NumPy's rules."""
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 axis; received {a.shape} @ {b.shape}")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: inner dimensions differ; received {a.shape} @ {b.shape}")
+    return MatMul().apply(a, b)
+
+
+def linear(x, w, b=None) -> Tensor:
+    """Dense layer ``y = x @ w + b``.
+
+    Args:
+        x: (N, F_in).  w: (F_in, F_out).  b: (F_out,) or None.
+
+    Returns:
+        (N, F_out).
+
+    >>> import numpy as np, cnnlab as cl
+    >>> from cnnlab import functional as F
+    >>> F.linear(cl.tensor(np.ones((2, 3))), cl.tensor(np.ones((3, 4)))).shape
+    (2, 4)
+    """
+    x, w = as_tensor(x), as_tensor(w)
+    check_float("linear", "x", x)
+    check_float("linear", "w", w)
+    if x.ndim != 2:
+        raise ValueError(f"linear: x must be 2-D (N, F_in); received x.shape={x.shape}")
+    if w.ndim != 2 or w.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"linear: x has {x.shape[1]} features but w expects "
+            f"{w.shape[0] if w.ndim == 2 else '?'} (w is (F_in, F_out)); "
+            f"received x.shape={x.shape}, w.shape={w.shape}"
+        )
+    if b is None:
+        return Linear().apply(x, w)
+    b = as_tensor(b)
+    if b.shape != (w.shape[1],):
+        raise ValueError(
+            f"linear: b must have shape ({w.shape[1]},) to match w.shape={w.shape}; "
+            f"received b.shape={b.shape}"
+        )
+    return Linear().apply(x, w, b)
