@@ -1,0 +1,25 @@
+"""Shared fixtures: the PyTorch oracle, required when CNNLAB_REQUIRE_ORACLES=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _load_torch():
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1":
+            pytest.fail("CNNLAB_REQUIRE_ORACLES=1 but torch is not installed "
+                        "(pip install torch==2.13.0)")
+        pytest.skip("torch (the PyTorch oracle) is not installed")
+    torch.set_num_threads(1)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """The torch module (CPU). Skips when missing, fails when oracles are required."""
+    return _load_torch()
