@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnlab.tensor import Tensor
 
-__all__ = ["gradcheck", "GradcheckError", "GradcheckResult"]
+__all__ = ["gradcheck", "gradcheck_model", "GradcheckError", "GradcheckResult"]
 
 
 class GradcheckError(AssertionError):
@@ -128,4 +128,64 @@ def gradcheck(fn, inputs, eps: float = 1e-6, *, tol: float | None = None, seed: 
     result.input, result.index, result.analytic, result.numeric = worst[1:]
     if tol is not None and result > tol:
         raise GradcheckError(f"gradcheck: {result.describe()} (tolerance {tol:g})")
+    return result
+
+
+class ModelGradcheckResult(GradcheckResult):
+    """The worst relative difference over a model's parameters; ``per_parameter`` maps each
+    parameter's name to its own relative difference (over the elements checked)."""
+
+    per_parameter: dict
+
+
+def gradcheck_model(model, x, y, loss=None, *, max_elements: int | None = 20, eps: float = 1e-6,
+                    seed: int = 0) -> ModelGradcheckResult:
+    """Check the gradient of ``loss(model(x), y)`` with respect to every parameter.
+
+    The model should be in float64 and in eval mode (dropout off, batch norm on its running
+    statistics) so the loss is a fixed function of the weights. For large models only a random
+    sample of ``max_elements`` entries of each parameter is perturbed (None: all of them); the
+    relative difference is then taken over those entries.
+    """
+    from cnnlab.ops.loss import cross_entropy
+
+    loss = loss or cross_entropy
+    x = x.data if isinstance(x, Tensor) else np.asarray(x)
+    params = list(model.named_parameters())
+
+    def objective() -> Tensor:
+        return loss(model(Tensor(x)), y)
+
+    for _, p in params:
+        p.grad = None
+    objective().backward()
+    rng = np.random.default_rng(seed)
+    per, worst = {}, (-1.0, "", (), 0.0, 0.0)
+    for name, p in params:
+        if not p.requires_grad:
+            continue
+        analytic = np.zeros_like(p.data) if p.grad is None else p.grad
+        flat = p.data.reshape(-1)
+        idx = np.arange(flat.size)
+        if max_elements is not None and flat.size > max_elements:
+            idx = rng.choice(flat.size, size=max_elements, replace=False)
+        numeric = np.empty(len(idx))
+        for j, k in enumerate(idx):
+            original = flat[k]
+            flat[k] = original + eps
+            plus = float(objective().data)
+            flat[k] = original - eps
+            minus = float(objective().data)
+            flat[k] = original
+            numeric[j] = (plus - minus) / (2 * eps)
+        g = analytic.reshape(-1)[idx]
+        rel = _relative(g, numeric)
+        per[name] = rel
+        if rel > worst[0]:
+            j = int(np.argmax(np.abs(g - numeric)))
+            worst = (rel, name, (int(idx[j]),), float(g[j]), float(numeric[j]))
+    result = ModelGradcheckResult(max(worst[0], 0.0))
+    result.per_parameter = per
+    result.per_input = list(per.values())
+    result.input, result.index, result.analytic, result.numeric = worst[1:]
     return result

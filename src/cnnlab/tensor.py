@@ -436,6 +436,6 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if like is not None and isinstance(x, (int, float, np.number)) and like.dtype.kind == "f":
         return Tensor(np.asarray(x, dtype=like.dtype))
-    if isinstance(x, np.ndarray):
-        return Tensor(x)
-    return Tensor(np.asarray(x, dtype=like.dtype if like is not None else None))
+    if isinstance(x, np.ndarray) or like is None:
+        return Tensor(x)  # Python lists of floats become float32, like cl.tensor
+    return Tensor(np.asarray(x, dtype=like.dtype if like.dtype.kind == "f" else None))

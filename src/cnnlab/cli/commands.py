@@ -1,0 +1,149 @@
+"""What each ``cnnlab`` sub-command does. Library errors become one-line CLIErrors here."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.cli.main import CLIError
+from cnnlab.cli.setup import (
+    build_model,
+    default_input_shape,
+    load_dataset,
+    model_from_checkpoint,
+    parse_shape,
+)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn the library's errors about files and settings into CLIErrors (one line, exit 2)."""
+    from cnnlab.data.errors import DataError
+    from cnnlab.train.checkpoint import CheckpointError
+
+    try:
+        yield
+    except (DataError, CheckpointError, FileNotFoundError, ImportError) as e:
+        raise CLIError(str(e)) from None
+
+
+# ---------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from cnnlab.cli.train import run_training
+
+    with user_errors():
+        return run_training(args)
+
+
+# ---------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from cnnlab import metrics
+    from cnnlab.cli.train import test_metrics
+
+    if args.split not in ("train", "test"):
+        raise CLIError(f"--split must be 'train' or 'test'; received {args.split!r}")
+    with user_errors():
+        model, info = model_from_checkpoint(args.checkpoint)
+        dataset = args.dataset or info.get("dataset", "mnist")
+        data_dir = args.data_dir if args.data_dir is not None else info.get("data_dir")
+        ds = load_dataset(dataset, data_dir, args.split)
+        result = test_metrics(model, ds)
+    classes = info.get("classes") or [str(i) for i in range(result["num_classes"])]
+    print(metrics.classification_report(result["y_true"], result["y_pred"],
+                                        class_names=classes))
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(np.array2string(np.asarray(result["confusion_matrix"]), max_line_width=200))
+    print(f"{args.split}_accuracy={result['test_accuracy']:.4f} "
+          f"{args.split}_loss={result['test_loss']:.4f} ({len(ds)} images)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- predict
+def _expand(paths) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file()))
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_predict(args) -> int:
+    from cnnlab.data.images import load_image
+    from cnnlab.train import predict
+
+    with user_errors():
+        model, info = model_from_checkpoint(args.checkpoint)
+    h, w, c = info["input_shape"]
+    classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
+    failed = 0
+    ok = 0
+    for path in _expand(args.paths):
+        try:
+            image = load_image(path, size=(h, w), grayscale=(c == 1))
+        except ImportError as e:
+            raise CLIError(str(e)) from None
+        except (OSError, ValueError) as e:
+            failed += 1
+            print(f"cnnlab: skipped {path}: {e}", file=sys.stderr)
+            continue
+        image = image.reshape(1, h, w, c).astype(np.float32)
+        logits = predict(model, image)[0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        top = np.argsort(-p)[: args.top]
+        shown = ", ".join(f"{classes[k]} {p[k]:.3f}" for k in top)
+        print(f"{path}\t{shown}")
+        ok += 1
+    if ok == 0 and failed == 0:
+        raise CLIError("predict: no image files found in " + ", ".join(args.paths))
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------- summary
+def cmd_summary(args) -> int:
+    from cnnlab import nn
+
+    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
+    model = build_model(args.model, num_classes=args.num_classes, input_shape=shape)
+    print(nn.summary(model, shape))
+    return 0
+
+
+# ---------------------------------------------------------------------------- gradcheck
+def cmd_gradcheck(args) -> int:
+    from cnnlab.gradcheck import gradcheck_model
+
+    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
+    model = build_model(args.model, num_classes=args.num_classes, input_shape=shape)
+    model.astype(np.float64)
+    model.eval()
+    rng = np.random.default_rng(args.seed)
+    x = rng.normal(size=(2, *shape))
+    k = int(args.num_classes or _num_classes(model, x))
+    y = rng.integers(0, k, size=2)
+    result = gradcheck_model(model, x, y, max_elements=args.max_elements, seed=args.seed)
+    for name, rel in result.per_parameter.items():
+        print(f"{name:40s} {rel:.3e}")
+    verdict = "ok" if result < 1e-7 else "FAILED (bar 1e-7)"
+    print(f"worst relative difference {float(result):.3e}: {verdict}")
+    return 0 if result < 1e-7 else 1
+
+
+def _num_classes(model, x) -> int:
+    from cnnlab.tensor import Tensor, no_grad
+
+    with no_grad():
+        return model(Tensor(x)).shape[-1]
+
+
+def write_json(path, obj) -> None:
+    from cnnlab.train.checkpoint import atomic_write
+
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,264 @@
+"""``cnnlab train``: data, model, optimizer, fit, test metrics, files — and resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.cli.commands import write_json
+from cnnlab.cli.main import CLIError
+from cnnlab.cli.setup import build_model, load_dataset, model_from_checkpoint
+
+DEFAULTS = {
+    "model": "lenet5",
+    "dataset": "mnist",
+    "data_dir": None,
+    "download": False,
+    "epochs": 8,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "lr": None,  # per optimizer, below
+    "schedule": "none",
+    "l2": 0.0,
+    "dropout": None,
+    "augment": False,
+    "val_fraction": 0.1,
+    "seed": 0,
+    "from_checkpoint": None,
+    "freeze": None,
+    "num_classes": None,
+}
+_DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
+               "adam": 0.001, "adamw": 0.001}
+SCHEDULES = ("none", "step", "exponential", "inverse", "sqrt", "cosine")
+
+
+def _settings(args) -> tuple[dict, Path, bool]:
+    """The run's settings, its folder, and whether it resumes."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    if args.resume:
+        out = Path(args.resume)
+        config = out / "config.json"
+        if not config.is_file():
+            raise CLIError(f"--resume {out}: no config.json there (not a cnnlab train folder)")
+        try:
+            settings = json.loads(config.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CLIError(f"{config}: unreadable ({e})") from None
+        if not (out / "last.npz").is_file():
+            raise CLIError(f"--resume {out}: no last.npz checkpoint to continue from")
+        if "epochs" in given:  # the one setting a resumed run may change: train longer
+            settings["epochs"] = given["epochs"]
+        return settings, out, True
+    settings = {**DEFAULTS, **given}
+    if settings["optimizer"] not in _DEFAULT_LR:
+        raise CLIError(f"unknown optimizer {settings['optimizer']!r}; valid optimizers: "
+                       f"{', '.join(_DEFAULT_LR)}")
+    if settings["schedule"] not in SCHEDULES:
+        raise CLIError(f"unknown schedule {settings['schedule']!r}; valid schedules: "
+                       f"{', '.join(SCHEDULES)}")
+    if settings["lr"] is None:
+        settings["lr"] = _DEFAULT_LR[settings["optimizer"]]
+    if args.out:
+        out = Path(args.out)
+    else:
+        base = Path("runs") / f"{settings['model']}-{settings['dataset']}"
+        out, k = base, 1
+        while out.exists():
+            k += 1
+            out = Path(f"{base}-{k}")
+    if (out / "last.npz").exists():
+        raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} to "
+                       "continue it or choose another --out")
+    return settings, out, False
+
+
+def _optimizer(name: str, params, lr: float):
+    from cnnlab import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr)
+    if name == "momentum":
+        return optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "nesterov":
+        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    if name == "rmsprop":
+        return optim.RMSprop(params, lr=lr)
+    if name == "adam":
+        return optim.Adam(params, lr=lr)
+    return optim.AdamW(params, lr=lr)
+
+
+def _schedule(name: str, lr: float, epochs: int):
+    """epoch -> lr for the named schedule (settings chosen to suit a run of ``epochs``)."""
+    from cnnlab import optim
+
+    if name == "none":
+        return None
+    if name == "step":
+        return optim.step_decay(lr, step=max(1, epochs // 3), gamma=0.3)
+    if name == "exponential":
+        return optim.exponential_decay(lr, rate=0.8)
+    if name == "inverse":
+        return optim.inverse_time_decay(lr, decay=0.5)
+    if name == "sqrt":
+        return optim.sqrt_decay(lr, k=1.0)
+    return optim.cosine_decay(lr, total=epochs, warmup=0)
+
+
+def _augmentation(seed: int):
+    from cnnlab.data import transforms as T
+
+    return T.Compose([T.RandomAffine(degrees=8, scale=(0.9, 1.1)), T.RandomShift(2)])
+
+
+def test_metrics(model, dataset) -> dict:
+    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on ``dataset``."""
+    from cnnlab import functional as F
+    from cnnlab import metrics
+    from cnnlab.tensor import Tensor
+    from cnnlab.train import predict
+
+    x, y = dataset.x, dataset.y
+    logits = predict(model, x)
+    k = logits.shape[-1]
+    loss = float(F.cross_entropy(Tensor(logits.astype(np.float64)), y).data)
+    pred = logits.argmax(axis=-1)
+    p, r, f1, support = metrics.precision_recall_f1(y, pred, num_classes=k)
+    return {
+        "test_accuracy": float(metrics.accuracy(y, pred)),
+        "test_loss": loss,
+        "num_classes": int(k),
+        "precision": [float(v) for v in p],
+        "recall": [float(v) for v in r],
+        "f1": [float(v) for v in f1],
+        "support": [int(v) for v in support],
+        "confusion_matrix": metrics.confusion_matrix(y, pred, num_classes=k).tolist(),
+        "y_true": y,
+        "y_pred": pred,
+    }
+
+
+def run_training(args) -> int:
+    from cnnlab import train as tr
+    from cnnlab.data import train_dev_split
+
+    settings, out, resuming = _settings(args)
+    verbose = not args.quiet
+    s = settings
+    full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"])
+    test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"])
+    if s["val_fraction"] > 0:
+        train_ds, val_ds = train_dev_split(full, s["val_fraction"], seed=s["seed"], stratify=True)
+    else:
+        train_ds, val_ds = full, None
+    input_shape = tuple(int(v) for v in full.x.shape[1:])
+    classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
+    num_classes = s["num_classes"] or len(classes)
+
+    if s["from_checkpoint"]:
+        model, info = model_from_checkpoint(s["from_checkpoint"])
+        if info["name"] != s["model"] and args.model is not None and not resuming:
+            raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
+                           f"not {s['model']!r}")
+        s["model"] = info["name"]
+        if tuple(info["input_shape"]) != input_shape:
+            raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
+                           f"images but dataset {s['dataset']!r} has {input_shape}")
+        if info["num_classes"] != num_classes:
+            from cnnlab.models import replace_head
+
+            replace_head(model, num_classes, seed=s["seed"])
+        model.train()
+    else:
+        model = build_model(s["model"], num_classes=num_classes, input_shape=input_shape,
+                            dropout=s["dropout"], seed=s["seed"])
+    for prefix in s["freeze"] or []:
+        if not model.freeze(prefix):
+            names = [n for n, _ in model.named_parameters()]
+            raise CLIError(f"--freeze {prefix!r} matches no parameter; names start with: "
+                           f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
+
+    optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"])
+    callbacks = [
+        tr.ModelCheckpoint(out, monitor="val_loss" if val_ds is not None else "loss"),
+        tr.CSVLogger(out / "history.csv"),
+        tr.JSONLogger(out / "history.jsonl"),
+    ]
+    schedule = _schedule(s["schedule"], s["lr"], s["epochs"])
+    if schedule is not None:
+        callbacks.append(tr.LRScheduler(schedule))
+    description = {"name": s["model"], "num_classes": num_classes, "input_shape": input_shape,
+                   "dropout": s["dropout"], "dataset": s["dataset"], "data_dir": s["data_dir"],
+                   "classes": [str(c) for c in classes][:num_classes]}
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        write_json(out / "config.json", s)
+    if verbose:
+        what = "resuming" if resuming else "training"
+        print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, "
+              f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images) -> {out}")
+    start = time.perf_counter()
+    try:
+        history = tr.fit(
+            model, train_ds, val_ds, optimizer=optimizer, epochs=s["epochs"],
+            batch_size=s["batch_size"], callbacks=callbacks, seed=s["seed"],
+            transform=_augmentation(s["seed"]) if s["augment"] else None, l2=s["l2"],
+            resume=out if resuming else None, verbose=verbose,
+            extra={"model": description, "settings": s},
+        )
+    except tr.NonFiniteLossError as e:
+        print(f"cnnlab: error: {e}")
+        return 1
+    if history.interrupted:
+        print(f"stopped; continue with: cnnlab train --resume {out}")
+        return 130
+    seconds = time.perf_counter() - start
+    result = test_metrics(model, test)
+    report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
+    report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"]})
+    write_json(out / "metrics.json", report)
+    _plots(out, history, result)
+    print(f"test accuracy {result['test_accuracy']:.4f} (error "
+          f"{100 * (1 - result['test_accuracy']):.2f}%), test loss {result['test_loss']:.4f}, "
+          f"{seconds:.0f} s")
+    print(f"files in {out}: last.npz, best.npz (checkpoints), history.csv, history.jsonl, "
+          f"metrics.json")
+    return 0
+
+
+def _plots(out: Path, history, result) -> None:
+    """Learning curves and the confusion matrix as PNG, when matplotlib is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    h = history.history
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for name in (key, f"val_{key}"):
+            if name in h:
+                ax.plot(range(1, len(h[name]) + 1), h[name], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=100)
+    plt.close(fig)
+    cm = np.asarray(result["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    plt.close(fig)

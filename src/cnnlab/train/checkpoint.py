@@ -1,0 +1,177 @@
+"""Checkpoint files: weights, optimizer state, RNG states, progress — and never pickle.
+
+A checkpoint is one NumPy ``.npz`` archive:
+
+* ``model/<name>``  every entry of ``model.state_dict()`` (parameters and buffers);
+* ``optim/<key>``   every array of ``optimizer.state_dict()["state"]``;
+* ``__meta__``      a uint8 array holding UTF-8 JSON: format and version, epoch, step, the
+  optimizer's type and group settings, the RNG states of the model's generators (dropout) and of
+  the training loop, the history so far, and a description of the model.
+
+It is loaded with ``np.load(..., allow_pickle=False)``: a file that carries a pickled object is
+refused before anything in it runs. It is written to a temporary file in the same folder,
+flushed to disk and renamed into place, so a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "restore",
+    "atomic_write",
+    "generator_state",
+    "set_generator_state",
+]
+
+FORMAT = "cnnlab-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, truncated, unsafe, or does not fit the model."""
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, rename into place.
+
+    A crash at any point leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def generator_state(rng: np.random.Generator) -> dict:
+    """The JSON-able state of a NumPy Generator (its bit generator's state dict)."""
+    return rng.bit_generator.state
+
+
+def set_generator_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 0,
+                    rng_states: dict | None = None, history: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write a checkpoint of ``model`` (and ``optimizer``) to ``path`` atomically.
+
+    Args:
+        epoch: epochs completed; step: optimizer steps taken in total.
+        rng_states: extra named generator states of the training loop (JSON-able dicts).
+        history: the metrics so far (dict of lists).
+        extra: any other JSON-able information (the model's description, the CLI settings).
+    """
+    arrays = {f"model/{k}": np.asarray(v) for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "epoch": int(epoch),
+        "step": int(step),
+        "model_rngs": {name: generator_state(g) for name, g in model.named_rngs()},
+        "rng_states": rng_states or {},
+        "history": history or {},
+        "extra": extra or {},
+    }
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        arrays.update({f"optim/{k}": np.asarray(v) for k, v in state["state"].items()})
+        meta["optimizer"] = {"type": type(optimizer).__name__, "groups": state["groups"]}
+    blob = json.dumps(meta).encode("utf-8")
+    arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint: ``{"model": {name: array}, "optim": {key: array}, "meta": dict}``.
+
+    Raises CheckpointError naming the file when it is missing, not a checkpoint, truncated,
+    or carries pickled objects (refused: nothing in the file is executed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if "__meta__" not in names:
+                raise CheckpointError(
+                    f"{path}: not a cnnlab checkpoint (no __meta__ entry; found {names[:5]})"
+                )
+            data = {name: archive[name] for name in names}
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(
+                f"{path}: refused: the file contains pickled Python objects, which could run "
+                "code when loaded; cnnlab checkpoints hold plain arrays only"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint: corrupt or truncated ({e})"
+        ) from None
+    try:
+        meta = json.loads(data.pop("__meta__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {meta.get('format')!r})")
+    model = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
+    optim = {k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")}
+    return {"model": model, "optim": optim, "meta": meta, "path": str(path)}
+
+
+def restore(checkpoint: dict, model, optimizer=None) -> dict:
+    """Load a checkpoint's weights (and optimizer state, generator states) into objects.
+
+    ``checkpoint`` is what :func:`load_checkpoint` returned. Errors name the file and the
+    parameter that does not fit. Returns the checkpoint's metadata.
+    """
+    path = checkpoint.get("path", "<checkpoint>")
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise CheckpointError(f"{path}: does not match the model: {msg}") from None
+    meta = checkpoint["meta"]
+    rngs = dict(model.named_rngs())
+    for name, state in meta.get("model_rngs", {}).items():
+        if name in rngs:
+            set_generator_state(rngs[name], state)
+    if optimizer is not None:
+        if "optimizer" not in meta:
+            raise CheckpointError(f"{path}: holds no optimizer state")
+        saved = meta["optimizer"]
+        if saved["type"] != type(optimizer).__name__:
+            raise CheckpointError(
+                f"{path}: was saved with optimizer {saved['type']}, "
+                f"not {type(optimizer).__name__}"
+            )
+        try:
+            optimizer.load_state_dict({"groups": saved["groups"], "state": checkpoint["optim"]})
+        except (KeyError, ValueError) as e:
+            msg = e.args[0] if e.args else str(e)
+            raise CheckpointError(f"{path}: optimizer state does not fit: {msg}") from None
+    return meta

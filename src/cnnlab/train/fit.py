@@ -1,0 +1,322 @@
+"""Mini-batch training: ``fit``, ``evaluate`` and ``predict``.
+
+One epoch, as the course writes it: shuffle, cut into mini-batches; for each batch forward
+propagate, compute the cost, backward propagate, update the parameters. Then evaluate on the
+validation set and let the callbacks act (stop early, save checkpoints, log, change lr).
+
+What it guarantees:
+* reproducible: the batch order and augmentation of epoch k come from (seed, k), dropout masks
+  from the model's own generators, whose states go into every checkpoint — so a run resumed from
+  a checkpoint ends with weights bitwise identical to one that was never interrupted;
+* nothing lost: a NaN or infinite loss stops training (NonFiniteLossError names the epoch and
+  step) before the bad update, so the last checkpoint on disk stays good; Ctrl-C saves a
+  checkpoint of the exact position (epoch and batch) and returns cleanly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab import functional as F
+from cnnlab.data.loader import DataLoader
+from cnnlab.tensor import Tensor, no_grad
+from cnnlab.train.callbacks import Callback, ModelCheckpoint
+from cnnlab.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from cnnlab.train.progress import Progress
+
+__all__ = ["fit", "evaluate", "predict", "History", "Trainer", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training stopped before the update."""
+
+
+class History:
+    """The per-epoch metrics of a run: ``history.history["loss"]`` is a list, one per epoch."""
+
+    def __init__(self, history: dict | None = None):
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.interrupted = False
+        self.stopped_early = False
+
+    def append(self, logs: dict) -> None:
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    @property
+    def epochs(self) -> int:
+        return len(next(iter(self.history.values()), []))
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={self.epochs}, last={last})"
+
+
+_LOSSES = {
+    "cross_entropy": F.cross_entropy,
+    "mse": F.mse_loss,
+    "binary_cross_entropy": F.binary_cross_entropy_with_logits,
+}
+
+
+def _loss_fn(loss):
+    if callable(loss):
+        return loss
+    if loss not in _LOSSES:
+        raise ValueError(f"fit: unknown loss {loss!r}; expected one of {sorted(_LOSSES)} "
+                         "or a callable (logits, target) -> Tensor")
+    return _LOSSES[loss]
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Fraction correct for integer labels (or one-hot / probability targets)."""
+    if y.ndim == logits.ndim:
+        y = y.argmax(axis=-1)
+    return float(np.mean(logits.argmax(axis=-1) == y))
+
+
+_METRICS = {"accuracy": _accuracy}
+
+
+def _loader(data, batch_size, shuffle, seed, transform=None, name="train"):
+    if data is None or isinstance(data, DataLoader):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        data = (np.asarray(data[0]), np.asarray(data[1]))
+    return DataLoader(data, batch_size, shuffle=shuffle, seed=seed, transform=transform)
+
+
+class Trainer:
+    """Holds what a training run needs; ``fit`` builds one and runs it."""
+
+    def __init__(self, model, optimizer, loss="cross_entropy", metrics=("accuracy",),
+                 callbacks=(), seed: int = 0, l2: float = 0.0, clip_norm: float | None = None,
+                 verbose: bool = True, extra: dict | None = None):
+        if optimizer is None:
+            raise ValueError("fit: an optimizer is required, e.g. optim.Adam(model.parameters())")
+        self.model, self.optimizer = model, optimizer
+        self.loss_fn = _loss_fn(loss)
+        unknown = [m for m in metrics if m not in _METRICS]
+        if unknown:
+            raise ValueError(f"fit: unknown metric(s) {unknown}; available: {sorted(_METRICS)}")
+        self.metrics = list(metrics)
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit: callbacks must be Callback instances; received {cb!r}")
+        self.seed, self.l2, self.clip_norm, self.verbose = seed, l2, clip_norm, verbose
+        self.extra = extra or {}
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.batch_in_epoch = 0  # batches done in the current epoch (non-zero after Ctrl-C)
+        self.step = 0  # optimizer steps in total
+        self.partial = {}  # running sums of the unfinished epoch
+        self.stop = False
+
+    # ---------------------------------------------------------------- checkpoints
+    def save(self, path) -> Path:
+        meta = {
+            "history": self.history.history,
+            "batch_in_epoch": self.batch_in_epoch,
+            "partial": self.partial,
+            "callbacks": [cb.state() for cb in self.callbacks],
+            "seed": self.seed,
+        }
+        return save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch,
+                               step=self.step, history=self.history.history,
+                               extra={**self.extra, "trainer": meta})
+
+    def resume(self, path) -> None:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "last.npz"
+        ckpt = load_checkpoint(path)
+        meta = restore(ckpt, self.model, self.optimizer)
+        state = meta.get("extra", {}).get("trainer")
+        if state is None:
+            raise CheckpointError(f"{path}: holds no training state to resume from")
+        self.epoch, self.step = meta["epoch"], meta["step"]
+        self.batch_in_epoch = state["batch_in_epoch"]
+        self.partial = state["partial"]
+        self.history = History(state["history"])
+        for cb, s in zip(self.callbacks, state["callbacks"]):
+            cb.load_state(s)
+
+    # ---------------------------------------------------------------- one batch
+    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = self.model(Tensor(xb))
+        loss = self.loss_fn(logits, yb)
+        if self.l2:
+            from cnnlab.optim import l2_penalty
+
+            loss = loss + l2_penalty(self.model.parameters(), self.l2, len(xb))
+        value = float(loss.data)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"fit: the loss became {value} at epoch {self.epoch + 1}, step "
+                f"{self.batch_in_epoch + 1} (global step {self.step + 1}); training stopped "
+                "before this update, the last checkpoint is intact. Try a lower learning rate."
+            )
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.clip_norm:
+            from cnnlab.optim import clip_grad_norm
+
+            clip_grad_norm(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        self.step += 1
+        return value, logits.data
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, train: DataLoader, val=None, epochs: int = 1) -> History:
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        try:
+            while self.epoch < epochs and not self.stop:
+                logs = self._epoch(train, epochs)
+                if val is not None:
+                    logs.update({f"val_{k}": v for k, v in
+                                 evaluate(self.model, val, loss=self.loss_fn,
+                                          metrics=self.metrics).items()})
+                self.history.append(logs)
+                self.epoch += 1
+                self.batch_in_epoch, self.partial = 0, {}
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self.epoch - 1, logs)
+                if self.verbose and val is not None:
+                    print("  " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()
+                                          if k.startswith("val_")))
+        except KeyboardInterrupt:
+            self.history.interrupted = True
+            path = self._interrupt_path()
+            if path is not None:
+                self.save(path)
+                print(f"\ninterrupted: checkpoint saved to {path} "
+                      f"(epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
+            return self.history
+        self.history.stopped_early = self.stop
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def _interrupt_path(self):
+        for cb in self.callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                return cb.last_path
+        return None
+
+    def _epoch(self, train: DataLoader, epochs: int) -> dict:
+        self.model.train()
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self.epoch)
+        train.set_epoch(self.epoch)
+        sums = {"loss": 0.0, "n": 0, **{m: 0.0 for m in self.metrics}}
+        sums.update(self.partial)
+        bar = Progress(len(train), self.epoch, epochs, enabled=self.verbose)
+        skip = self.batch_in_epoch
+        for i, (xb, yb) in enumerate(train):
+            if i < skip:
+                bar.update(0, {})
+                continue
+            value, logits = self.train_step(xb, yb)
+            n = len(xb)
+            sums["loss"] += value * n
+            sums["n"] += n
+            for m in self.metrics:
+                sums[m] += _METRICS[m](logits, yb) * n
+            self.batch_in_epoch = i + 1
+            self.partial = dict(sums)
+            bar.update(n, {k: sums[k] / sums["n"] for k in ["loss", *self.metrics]})
+        logs = {k: sums[k] / max(sums["n"], 1) for k in ["loss", *self.metrics]}
+        bar.close(logs)
+        return logs
+
+
+def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs: int = 1,
+        batch_size: int = 32, metrics=("accuracy",), callbacks=(), seed: int = 0,
+        shuffle: bool = True, transform=None, l2: float = 0.0, clip_norm: float | None = None,
+        resume=None, verbose: bool = True, extra: dict | None = None) -> History:
+    """Train ``model`` with mini-batch gradient descent; returns the :class:`History`.
+
+    Args:
+        model: an ``nn.Module`` producing logits.
+        train: a Dataset, a DataLoader, or a pair of arrays (x, y).
+        val: validation data of the same kinds (evaluated after each epoch as ``val_*``).
+        loss: 'cross_entropy' (integer labels or probabilities), 'mse',
+            'binary_cross_entropy', or a callable (logits, target) -> Tensor.
+        optimizer: an optimizer from :mod:`cnnlab.optim` over ``model.parameters()``.
+        epochs: total number of epochs (a resumed run continues up to it).
+        batch_size, shuffle, transform: how batches are made (ignored for a DataLoader).
+        metrics: names of metrics to track ('accuracy').
+        callbacks: EarlyStopping, ModelCheckpoint, LRScheduler, CSVLogger, JSONLogger, ...
+        seed: batch order and augmentation of epoch k come from (seed, k).
+        l2: lambda of L2 regularization, lambda/(2m) * sum ||W||^2 over the weights.
+        clip_norm: clip the gradients' global norm to this value.
+        resume: a checkpoint file, or a directory holding ``last.npz``, to continue from.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be an int >= 1; received {batch_size!r}")
+    trainer = Trainer(model, optimizer, loss, metrics, callbacks, seed, l2, clip_norm, verbose,
+                      extra)
+    if resume is not None:
+        trainer.resume(resume)
+    train_loader = _loader(train, batch_size, shuffle, seed, transform)
+    val_loader = _loader(val, batch_size, False, seed)
+    return trainer.run(train_loader, val_loader, epochs)
+
+
+def _batches(data, batch_size: int):
+    if isinstance(data, DataLoader):
+        yield from data
+        return
+    loader = _loader(data, batch_size, False, 0)
+    yield from loader
+
+
+def evaluate(model, data, *, loss="cross_entropy", metrics=("accuracy",),
+             batch_size: int = 256) -> dict:
+    """Mean loss and metrics over ``data`` in eval mode, batch by batch, building no graph."""
+    loss_fn = _loss_fn(loss)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    sums = {"loss": 0.0, "n": 0, **{m: 0.0 for m in metrics}}
+    try:
+        with no_grad():
+            for xb, yb in _batches(data, batch_size):
+                logits = model(Tensor(xb))
+                n = len(xb)
+                sums["loss"] += float(loss_fn(logits, yb).data) * n
+                sums["n"] += n
+                for m in metrics:
+                    sums[m] += _METRICS[m](logits.data, yb) * n
+    finally:
+        model.train(was_training)
+    return {k: sums[k] / max(sums["n"], 1) for k in ["loss", *metrics]}
+
+
+def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs (logits) for the inputs ``x`` (an array (N, ...)), in eval mode."""
+    x = x.data if isinstance(x, Tensor) else np.asarray(x)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    outs = []
+    try:
+        with no_grad():
+            for i in range(0, len(x), batch_size):
+                outs.append(model(Tensor(x[i : i + batch_size])).data)
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.zeros((0,))
