@@ -1,0 +1,296 @@
+"""cnnlab vs PyTorch CPU (eager), side by side in one process. Not a test.
+
+    python benchmarks/run.py [--rounds 5] [--threads 2] [--only lenet,resnet,infer,conv,ref]
+
+(a) LeNet-5 training, MNIST shapes, batch 128, Adam;
+(b) ResNet-20 training, 32x32x3, batch 64, SGD with momentum, batch norm;
+(c) inference: batch-1 latency and batch-256 throughput, LeNet-5 and ResNet-20;
+(d) conv2d forward+backward: LeNet-5's two convolutions, a ResNet-20 3x3 16->16 layer, a 1x1
+    bottleneck 64->16;
+(e) the nested-loop reference convolution on one small layer, the course's starting point.
+
+Same thread count on both sides (torch.set_num_threads and threadpoolctl for NumPy's BLAS), the
+same data and architecture; rounds alternate cnnlab / torch and the table shows the median.
+"ratio" is cnnlab throughput / torch throughput (higher is better; > 1 means cnnlab is faster);
+for latency rows it is cnnlab time / torch time (lower is better). Peak memory of a training run
+is measured per side in a fresh child process (peak RSS growth during 20 training steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import cnnlab as cl
+from cnnlab import functional as F
+from cnnlab import models, optim
+from cnnlab.reference import conv_backward, conv_forward
+
+
+# ------------------------------------------------------------------ torch twins of the zoo models
+def torch_lenet5(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+
+
+def torch_resnet20(torch, num_classes=10):
+    nn, Fn = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.stride, self.pad = stride, cout - cin
+
+        def forward(self, x):
+            out = Fn.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            short = x[:, :, :: self.stride, :: self.stride]
+            if self.pad:  # option A: zero-padded channels
+                short = Fn.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            return Fn.relu(out + short)
+
+    class ResNet20(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            layers, cin = [], 16
+            for cout, stride in ((16, 1), (32, 2), (64, 2)):
+                for i in range(3):
+                    layers.append(Block(cin, cout, stride if i == 0 else 1))
+                    cin = cout
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(64, num_classes)
+
+        def forward(self, x):
+            x = self.layers(Fn.relu(self.bn1(self.conv1(x))))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    return ResNet20()
+
+
+# ------------------------------------------------------------------ timing helpers
+def _median_rounds(fns: dict, rounds: int, repeat: int) -> dict:
+    """Alternate the functions each round; best of ``repeat`` calls per round; median of rounds."""
+    times = {k: [] for k in fns}
+    for f in fns.values():
+        f()  # warm-up
+    for _ in range(rounds):
+        for k, f in fns.items():
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                f()
+                best = min(best, time.perf_counter() - t0)
+            times[k].append(best)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _train_step_fns(name: str, torch, batch: int, rng):
+    if name == "lenet5":
+        shape, k = (28, 28, 1), 10
+        ours = models.get("lenet5")
+        theirs = torch_lenet5(torch)
+        opt = optim.Adam(ours.parameters(), lr=1e-3)
+        topt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+    else:
+        shape, k = (32, 32, 3), 10
+        ours = models.get("resnet20", num_classes=10)
+        theirs = torch_resnet20(torch)
+        opt = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+        topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    x = rng.random((batch, *shape), dtype=np.float32)
+    y = rng.integers(0, k, batch)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+    yt = torch.tensor(y)
+    ours.train()
+    theirs.train()
+
+    def step_ours():
+        loss = F.cross_entropy(ours(cl.Tensor(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def step_theirs():
+        loss = torch.nn.functional.cross_entropy(theirs(xt), yt)
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    return step_ours, step_theirs
+
+
+def bench_training(torch, rounds, rows, rng):
+    for name, batch in (("lenet5", 128), ("resnet20", 64)):
+        ours, theirs = _train_step_fns(name, torch, batch, rng)
+        t = _median_rounds({"cnnlab": ours, "torch": theirs}, rounds, repeat=3)
+        rows.append((f"{name} training, batch {batch} (img/s)", batch / t["cnnlab"],
+                     batch / t["torch"], t["torch"] / t["cnnlab"]))
+
+
+def bench_inference(torch, rounds, rows, rng):
+    for name, shape in (("lenet5", (28, 28, 1)), ("resnet20", (32, 32, 3))):
+        ours = models.get(name) if name == "lenet5" else models.get(name, num_classes=10)
+        theirs = torch_lenet5(torch) if name == "lenet5" else torch_resnet20(torch)
+        ours.eval()
+        theirs.eval()
+        for batch in (1, 256):
+            x = rng.random((batch, *shape), dtype=np.float32)
+            xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+
+            def run_ours():
+                with cl.no_grad():
+                    ours(cl.Tensor(x))
+
+            def run_theirs():
+                with torch.no_grad():
+                    theirs(xt)
+
+            t = _median_rounds({"cnnlab": run_ours, "torch": run_theirs}, rounds,
+                               repeat=20 if batch == 1 else 3)
+            if batch == 1:
+                rows.append((f"{name} inference latency, batch 1 (ms)", t["cnnlab"] * 1e3,
+                             t["torch"] * 1e3, t["cnnlab"] / t["torch"]))
+            else:
+                rows.append((f"{name} inference, batch 256 (img/s)", batch / t["cnnlab"],
+                             batch / t["torch"], t["torch"] / t["cnnlab"]))
+
+
+CONV_SHAPES = [
+    ("conv LeNet-5 c1 5x5 1->6 same, b128", (128, 28, 28, 1), (5, 5, 1, 6), 1, 2),
+    ("conv LeNet-5 c2 5x5 6->16, b128", (128, 14, 14, 6), (5, 5, 6, 16), 1, 0),
+    ("conv ResNet-20 3x3 16->16, b64", (64, 32, 32, 16), (3, 3, 16, 16), 1, 1),
+    ("conv ResNet-20 3x3 32->64 s2, b64", (64, 16, 16, 32), (3, 3, 32, 64), 2, 1),
+    ("conv 1x1 bottleneck 64->16, b64", (64, 16, 16, 64), (1, 1, 64, 16), 1, 0),
+]
+
+
+def bench_conv(torch, rounds, rows, rng):
+    for name, xs, ws, stride, pad in CONV_SHAPES:
+        x = rng.normal(size=xs).astype(np.float32)
+        w = (rng.normal(size=ws) * 0.1).astype(np.float32)
+        y = F.conv2d(cl.tensor(x), cl.tensor(w), stride=stride, padding=pad)
+        gy = rng.normal(size=y.shape).astype(np.float32)
+        xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+        wt = torch.tensor(w.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+        gyt = torch.tensor(gy.transpose(0, 3, 1, 2).copy())
+
+        def ours():
+            tx, tw = cl.tensor(x, requires_grad=True), cl.tensor(w, requires_grad=True)
+            F.conv2d(tx, tw, stride=stride, padding=pad).backward(gy)
+
+        def theirs():
+            xt.grad = wt.grad = None
+            torch.nn.functional.conv2d(xt, wt, stride=stride, padding=pad).backward(gyt)
+
+        t = _median_rounds({"cnnlab": ours, "torch": theirs}, rounds, repeat=3)
+        rows.append((f"{name} fwd+bwd (ms)", t["cnnlab"] * 1e3, t["torch"] * 1e3,
+                     t["cnnlab"] / t["torch"]))
+
+
+def bench_reference(torch, rounds, rows, rng):
+    x = rng.normal(size=(2, 12, 12, 3))
+    w = rng.normal(size=(3, 3, 3, 8))
+    gy = rng.normal(size=(2, 12, 12, 8))
+
+    def loops():
+        z, cache = conv_forward(x, w, None, 1, 1)
+        conv_backward(gy, cache)
+
+    def fast():
+        tx, tw = cl.tensor(x, requires_grad=True), cl.tensor(w, requires_grad=True)
+        F.conv2d(tx, tw, padding=1).backward(gy)
+
+    t = _median_rounds({"loops": loops, "fast": fast}, min(rounds, 3), repeat=1)
+    rows.append(("reference loops vs conv2d, 2x12x12x3 -> 8 (ms)", t["loops"] * 1e3,
+                 t["fast"] * 1e3, t["loops"] / t["fast"]))
+
+
+# ------------------------------------------------------------------ memory (child processes)
+def _memory_child(side: str, name: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    batch = 128 if name == "lenet5" else 64
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ours, theirs = _train_step_fns(name, torch, batch, rng)
+    step = ours if side == "cnnlab" else theirs
+    for _ in range(20):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_growth_mb": (peak - base) / 1024}))
+
+
+def bench_memory(threads, rows):
+    for name in ("lenet5", "resnet20"):
+        growth = {}
+        for side in ("cnnlab", "torch"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", side, name,
+                 "--threads", str(threads)],
+                capture_output=True, text=True, check=True,
+            )
+            growth[side] = json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_mb"]
+        rows.append((f"{name} training peak memory growth (MB)", growth["cnnlab"],
+                     growth["torch"], growth["cnnlab"] / max(growth["torch"], 1e-9)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="lenet,resnet,infer,conv,ref,mem")
+    ap.add_argument("--memory-child", nargs=2, metavar=("SIDE", "MODEL"))
+    args = ap.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    if args.memory_child:
+        with threadpool_limits(args.threads):
+            _memory_child(*args.memory_child, args.threads)
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    only = set(args.only.split(","))
+    with threadpool_limits(args.threads):
+        if "lenet" in only or "resnet" in only:
+            bench_training(torch, args.rounds, rows, rng)
+        if "infer" in only:
+            bench_inference(torch, args.rounds, rows, rng)
+        if "conv" in only:
+            bench_conv(torch, args.rounds, rows, rng)
+        if "ref" in only:
+            bench_reference(torch, args.rounds, rows, rng)
+    if "mem" in only:
+        bench_memory(args.threads, rows)
+    print(f"machine: {platform.processor() or platform.machine()}, threads={args.threads}, "
+          f"rounds={args.rounds}, numpy {np.__version__}, torch {torch.__version__}")
+    print(f"| {'benchmark':52} | {'cnnlab':>10} | {'torch':>10} | {'ratio':>6} |")
+    print(f"|{'-' * 54}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
+    for name, a, b, r in rows:
+        print(f"| {name:52} | {a:10.2f} | {b:10.2f} | {r:6.2f} |")
+
+
+if __name__ == "__main__":
+    main()
