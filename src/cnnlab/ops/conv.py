@@ -25,6 +25,8 @@ Backward, with gy = dZ:
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
@@ -198,8 +200,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     check_same_dtype("conv2d", x=x, w=w, b=b)
     stride = pair(stride, "stride", "conv2d")
     dilation = pair(dilation, "dilation", "conv2d")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int; received groups={groups!r}")
+    groups = int(groups)
     n, h, wd, c_in = x.shape
     kh, kw, cg, c_out = w.shape
     if c_in % groups or c_out % groups:
