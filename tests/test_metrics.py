@@ -1,0 +1,158 @@
+"""cnnlab.metrics against hand-computed numbers, nested loops, and sklearn when it is there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlab.metrics import (
+    accuracy,
+    classification_report,
+    confusion_matrix,
+    format_confusion_matrix,
+    precision_recall_f1,
+    top_k_accuracy,
+)
+
+# 10 items, 4 classes; class 3 is present once and never predicted.
+Y_TRUE = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3]
+Y_PRED = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1]
+# by hand: rows true, columns predicted
+CM = [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 3, 0], [0, 1, 0, 0]]
+# TP = [2, 1, 3, 0], predicted = [3, 3, 4, 0], true = [3, 2, 4, 1]
+PRECISION = [2 / 3, 1 / 3, 3 / 4, 0.0]  # class 3: 0/0 -> 0
+RECALL = [2 / 3, 1 / 2, 3 / 4, 0.0]
+F1 = [2 / 3, 2 / 5, 3 / 4, 0.0]  # class 1: 2 (1/3)(1/2) / (1/3 + 1/2) = 2/5
+
+
+def test_confusion_matrix_by_hand():
+    cm = confusion_matrix(Y_TRUE, Y_PRED)
+    assert cm.dtype == np.int64 and cm.tolist() == CM
+    wider = confusion_matrix(Y_TRUE, Y_PRED, num_classes=6)
+    assert wider.shape == (6, 6) and wider[:4, :4].tolist() == CM and wider[4:].sum() == 0
+
+
+def test_confusion_matrix_against_loops():
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
+    expected = np.zeros((7, 7), int)
+    for t, p in zip(y_true, y_pred):
+        expected[t, p] += 1
+    assert np.array_equal(confusion_matrix(y_true, y_pred, 7), expected)
+
+
+def test_accuracy():
+    assert accuracy(Y_TRUE, Y_PRED) == 0.6
+    scores = np.eye(4)[Y_PRED] * 0.9 + 0.01  # argmax is Y_PRED
+    assert accuracy(Y_TRUE, scores) == 0.6
+    assert accuracy([], []) == 0.0
+
+
+def test_per_class_by_hand():
+    p, r, f = precision_recall_f1(Y_TRUE, Y_PRED)
+    assert p.dtype == np.float64 and p.shape == (4,)
+    assert p.tolist() == pytest.approx(PRECISION)
+    assert r.tolist() == pytest.approx(RECALL)
+    assert f.tolist() == pytest.approx(F1)
+
+
+def test_macro_micro_by_hand():
+    p, r, f = precision_recall_f1(Y_TRUE, Y_PRED, average="macro")
+    assert (p, r, f) == pytest.approx((0.4375, 23 / 48, 109 / 240))
+    assert precision_recall_f1(Y_TRUE, Y_PRED, average="micro") == pytest.approx((0.6, 0.6, 0.6))
+    # a 5th class that never occurs counts as zeros in the macro mean
+    p5, _, _ = precision_recall_f1(Y_TRUE, Y_PRED, average="macro", num_classes=5)
+    assert p5 == pytest.approx(1.75 / 5)
+
+
+def test_zero_division_is_zero():
+    p, r, f = precision_recall_f1([0, 0], [0, 0], num_classes=3)
+    assert (
+        p.tolist() == [1.0, 0.0, 0.0]
+        and r.tolist() == [1.0, 0.0, 0.0]
+        and f.tolist() == [1.0, 0.0, 0.0]
+    )
+    p, r, f = precision_recall_f1([1, 1], [0, 0])  # class 0: predicted, never true; no TP at all
+    assert p.tolist() == [0.0, 0.0] and r.tolist() == [0.0, 0.0] and f.tolist() == [0.0, 0.0]
+    assert precision_recall_f1([], [], average="micro") == (0.0, 0.0, 0.0)
+
+
+def test_top_k_by_hand():
+    scores = [[0.1, 0.6, 0.2, 0.1], [0.5, 0.1, 0.3, 0.1], [0.2, 0.3, 0.4, 0.1]]
+    labels = [2, 0, 3]  # true class rank: 2nd, 1st, 4th
+    assert [top_k_accuracy(scores, labels, k) for k in (1, 2, 3, 4)] == pytest.approx(
+        [1 / 3, 2 / 3, 2 / 3, 1.0]
+    )
+    assert top_k_accuracy([[0.5, 0.5, 0.0]], [1], k=1) == 1.0  # ties go the item's way
+    rng = np.random.default_rng(0)
+    s, y = rng.random((100, 10)), rng.integers(0, 10, 100)
+    assert top_k_accuracy(s, y, 1) == accuracy(y, s)
+
+
+def test_report_table():
+    report = classification_report(Y_TRUE, Y_PRED, class_names=["zero", "one", "two", "three"])
+    lines = report.splitlines()
+    assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
+    assert lines[2].split() == ["zero", "0.6667", "0.6667", "0.6667", "3"]
+    assert lines[3].split() == ["one", "0.3333", "0.5000", "0.4000", "2"]
+    assert lines[5].split() == ["three", "0.0000", "0.0000", "0.0000", "1"]
+    assert lines[7].split() == ["accuracy", "0.6000", "10"]
+    assert lines[8].split() == ["macro", "avg", "0.4375", "0.4792", "0.4542", "10"]
+    assert lines[9].split() == ["micro", "avg", "0.6000", "0.6000", "0.6000", "10"]
+    assert len({len(line) for line in lines if line}) == 1  # columns line up
+    digits2 = classification_report(Y_TRUE, Y_PRED, digits=2).splitlines()
+    assert digits2[2].split() == ["0", "0.67", "0.67", "0.67", "3"]
+
+
+def test_format_confusion_matrix():
+    text = format_confusion_matrix(confusion_matrix([0, 1, 1], [0, 0, 1]), ["cat", "dog"])
+    assert text.splitlines() == [
+        "true\\pred  cat  dog",
+        "      cat    1    0",
+        "      dog    1    1",
+    ]
+
+
+def test_errors():
+    with pytest.raises(
+        ValueError,
+        match=r"confusion_matrix: y_true and y_pred must have the same length; "
+        r"received \(3,\) and \(2,\)",
+    ):
+        confusion_matrix([0, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="confusion_matrix: found label 3 but num_classes=2"):
+        confusion_matrix([0, 3], [0, 1], num_classes=2)
+    with pytest.raises(ValueError, match="y_pred has a negative label -1"):
+        confusion_matrix([0, 1], [0, -1])
+    with pytest.raises(TypeError, match="y_true must hold integer class labels"):
+        accuracy([0.5, 1.0], [0, 1])
+    with pytest.raises(
+        ValueError, match="average must be None, 'macro' or 'micro'; received 'weighted'"
+    ):
+        precision_recall_f1([0], [0], average="weighted")
+    with pytest.raises(ValueError, match="top_k_accuracy: k must be an int >= 1"):
+        top_k_accuracy([[1.0, 0.0]], [0], k=0)
+    with pytest.raises(
+        ValueError, match="top_k_accuracy: scores has 1 rows but labels has 2 items"
+    ):
+        top_k_accuracy([[1.0, 0.0]], [0, 1])
+
+
+def test_against_sklearn_when_installed():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
+    labels = list(range(5))
+    assert np.array_equal(
+        confusion_matrix(y_true, y_pred, 5), metrics.confusion_matrix(y_true, y_pred, labels=labels)
+    )
+    for average in (None, "macro", "micro"):
+        p, r, f, _ = metrics.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
+        ours = precision_recall_f1(y_true, y_pred, average, 5)
+        assert np.allclose(ours, (p, r, f))
+    scores = rng.random((300, 5))
+    assert top_k_accuracy(scores, y_true, 2) == pytest.approx(
+        metrics.top_k_accuracy_score(y_true, scores, k=2, labels=labels)
+    )
