@@ -53,7 +53,16 @@ class Conv2d(Function):
         oh, ow = win.shape[1], win.shape[2]
         self.out_hw = (oh, ow)
         m = n * oh * ow
-        if g == 1:
+        if g == 1 and c_in == 1:
+            # one channel (a grayscale first layer): copying tap by tap is ~4x faster than
+            # copying the 6-D view, whose innermost run is a single number
+            taps = np.empty((kh, kw, n, oh, ow), dtype=x.dtype)  # (KH, KW, N, OH, OW)
+            for u in range(kh):
+                for v in range(kw):
+                    taps[u, v] = win[:, :, :, u, v, 0]
+            cols = taps.reshape(kh * kw, m).T  # (M, K) as a transposed view, no copy
+            z = cols @ w.reshape(kh * kw, c_out)  # (M, K) @ (K, C_out) -> (M, C_out)
+        elif g == 1:
             cols = win.reshape(m, kh * kw * c_in)  # (M, K) — the one copy of the input
             z = cols @ w.reshape(kh * kw * cg, c_out)  # (M, K) @ (K, C_out) -> (M, C_out)
         else:
