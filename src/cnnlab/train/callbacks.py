@@ -59,9 +59,9 @@ def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
     return value > best + min_delta
 
 
-def _mode(monitor: str, mode: str) -> str:
+def _mode(monitor: str, mode: str, owner: str) -> str:
     if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max'; received {mode!r}")
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max'; received {mode!r}")
     if mode == "auto":
         return "min" if "loss" in monitor or "error" in monitor else "max"
     return mode
@@ -81,7 +81,7 @@ class EarlyStopping(Callback):
                 f"patience={patience}, min_delta={min_delta}"
             )
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.mode = _mode(monitor, mode)
+        self.mode = _mode(monitor, mode, "EarlyStopping")
         self.restore_best_weights = restore_best_weights
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = -1
@@ -102,7 +102,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.trainer.model.state_dict()
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:  # Keras and Lightning: stop after `patience` bad epochs
                 self.stopped_epoch = epoch
                 self.trainer.stop = True
 
@@ -127,7 +127,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, directory, monitor: str = "val_loss", mode: str = "auto",
                  save_best: bool = True, save_last: bool = True):
         self.directory = Path(directory)
-        self.monitor, self.mode = monitor, _mode(monitor, mode)
+        self.monitor, self.mode = monitor, _mode(monitor, mode, "ModelCheckpoint")
         self.save_best, self.save_last = save_best, save_last
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -201,7 +201,8 @@ class JSONLogger(Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs):
-        lines = "".join(json.dumps(_jsonable(r)) + "\n" for r in _rows(self.trainer.history.history))
+        rows = _rows(self.trainer.history.history)
+        lines = "".join(json.dumps(_jsonable(r)) + "\n" for r in rows)
         atomic_write(self.path, lambda f: f.write(lines.encode()))
 
 

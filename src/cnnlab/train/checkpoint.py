@@ -92,6 +92,11 @@ def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 
         "rng_states": rng_states or {},
         "history": history or {},
         "extra": extra or {},
+        # what the weights belong to, readable without cnnlab: the module tree and every shape
+        "architecture": {
+            "repr": repr(model),
+            "parameters": {k: list(np.shape(v)) for k, v in model.state_dict().items()},
+        },
     }
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -100,6 +105,12 @@ def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 
     blob = json.dumps(meta).encode("utf-8")
     arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+_PICKLE_REFUSED = (
+    "{path}: refused: the file contains pickled Python objects, which could run "
+    "code when loaded; cnnlab checkpoints hold plain arrays only"
+)
 
 
 def load_checkpoint(path) -> dict:
@@ -112,6 +123,21 @@ def load_checkpoint(path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e})") from None
+    # np.load treats anything that is neither .npz nor .npy as a pickle: look before loading.
+    if not head:
+        raise CheckpointError(f"{path}: not a readable checkpoint: the file is empty")
+    if head[:1] == b"\x80":  # the PROTO opcode that starts a pickle (protocol 2 and later)
+        raise CheckpointError(_PICKLE_REFUSED.format(path=path))
+    if head != b"PK\x03\x04":
+        raise CheckpointError(
+            f"{path}: not a cnnlab checkpoint: not an .npz (zip) archive "
+            f"(it begins with {head!r})"
+        )
+    try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
             if "__meta__" not in names:
@@ -119,14 +145,16 @@ def load_checkpoint(path) -> dict:
                     f"{path}: not a cnnlab checkpoint (no __meta__ entry; found {names[:5]})"
                 )
             data = {name: archive[name] for name in names}
+            odd = [name for name, value in data.items() if not isinstance(value, np.ndarray)]
+            if odd:
+                raise CheckpointError(
+                    f"{path}: not a cnnlab checkpoint (entries {odd[:5]} are not .npy arrays)"
+                )
     except CheckpointError:
         raise
     except ValueError as e:
         if "pickle" in str(e):
-            raise CheckpointError(
-                f"{path}: refused: the file contains pickled Python objects, which could run "
-                "code when loaded; cnnlab checkpoints hold plain arrays only"
-            ) from None
+            raise CheckpointError(_PICKLE_REFUSED.format(path=path)) from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise CheckpointError(
@@ -136,8 +164,9 @@ def load_checkpoint(path) -> dict:
         meta = json.loads(data.pop("__meta__").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {found!r})")
     model = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
     optim = {k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")}
     return {"model": model, "optim": optim, "meta": meta, "path": str(path)}
@@ -152,7 +181,7 @@ def restore(checkpoint: dict, model, optimizer=None) -> dict:
     path = checkpoint.get("path", "<checkpoint>")
     try:
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         msg = e.args[0] if e.args else str(e)
         raise CheckpointError(f"{path}: does not match the model: {msg}") from None
     meta = checkpoint["meta"]

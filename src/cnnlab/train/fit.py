@@ -16,6 +16,8 @@ What it guarantees:
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +125,8 @@ class Trainer:
         self.step = 0  # optimizer steps in total
         self.partial = {}  # running sums of the unfinished epoch
         self.stop = False
+        self._sigint = False  # Ctrl-C pressed: stop after the current batch
+        self._updating = False  # between optimizer.step() and the batch's bookkeeping
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, path) -> Path:
@@ -154,26 +158,50 @@ class Trainer:
             cb.load_state(s)
 
     # ---------------------------------------------------------------- one batch
+    def _side_state(self) -> tuple:
+        """What a forward pass changes besides the graph: generator states and buffers."""
+        rngs = {name: g.bit_generator.state for name, g in self.model.named_rngs()}
+        buffers = [(m, name, getattr(m, name).copy()) for m in self.model.modules()
+                   for name in vars(m).get("_buffer_names", ())]
+        return rngs, buffers
+
+    def _roll_back(self, side: tuple) -> None:
+        rngs, buffers = side
+        for name, g in self.model.named_rngs():
+            g.bit_generator.state = rngs[name]
+        for m, name, value in buffers:
+            setattr(m, name, value)
+
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
-        logits = self.model(Tensor(xb))
-        loss = self.loss_fn(logits, yb)
-        if self.l2:
-            from cnnlab.optim import l2_penalty
+        """One forward/backward/update. When it stops before the update (a non-finite loss,
+        Ctrl-C), the dropout generators and batch-norm statistics are put back as they were,
+        so the model is exactly as after the previous step."""
+        side = self._side_state()
+        try:
+            logits = self.model(Tensor(xb))
+            loss = self.loss_fn(logits, yb)
+            if self.l2:
+                from cnnlab.optim import l2_penalty
 
-            loss = loss + l2_penalty(self.model.parameters(), self.l2, len(xb))
-        value = float(loss.data)
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"fit: the loss became {value} at epoch {self.epoch + 1}, step "
-                f"{self.batch_in_epoch + 1} (global step {self.step + 1}); training stopped "
-                "before this update, the last checkpoint is intact. Try a lower learning rate."
-            )
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.clip_norm:
-            from cnnlab.optim import clip_grad_norm
+                loss = loss + l2_penalty(self.model.parameters(), self.l2, len(xb))
+            value = float(loss.data)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"fit: the loss became {value} at epoch {self.epoch + 1}, step "
+                    f"{self.batch_in_epoch + 1} (global step {self.step + 1}); training stopped "
+                    "before this update, the last checkpoint is intact. Try a lower learning "
+                    "rate."
+                )
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.clip_norm:
+                from cnnlab.optim import clip_grad_norm
 
-            clip_grad_norm(self.model.parameters(), self.clip_norm)
+                clip_grad_norm(self.model.parameters(), self.clip_norm)
+        except BaseException:
+            self._roll_back(side)
+            raise
+        self._updating = True  # until _epoch has counted this batch
         self.optimizer.step()
         self.step += 1
         return value, logits.data
@@ -182,16 +210,20 @@ class Trainer:
     def run(self, train: DataLoader, val=None, epochs: int = 1) -> History:
         for cb in self.callbacks:
             cb.on_train_begin(self)
+        previous = self._catch_sigint()
+        self._updating = False
         try:
             while self.epoch < epochs and not self.stop:
+                if self._sigint:  # Ctrl-C during validation or a callback
+                    raise KeyboardInterrupt
                 logs = self._epoch(train, epochs)
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in
                                  evaluate(self.model, val, loss=self.loss_fn,
                                           metrics=self.metrics).items()})
                 self.history.append(logs)
-                self.epoch += 1
-                self.batch_in_epoch, self.partial = 0, {}
+                # one statement, so an interrupt never sees the new epoch with the old position
+                self.epoch, self.batch_in_epoch, self.partial = self.epoch + 1, 0, {}
                 for cb in self.callbacks:
                     cb.on_epoch_end(self.epoch - 1, logs)
                 if self.verbose and val is not None:
@@ -200,15 +232,39 @@ class Trainer:
         except KeyboardInterrupt:
             self.history.interrupted = True
             path = self._interrupt_path()
-            if path is not None:
+            if self._updating:  # a second Ctrl-C inside an update: the state is half-updated
+                print("\ninterrupted during a parameter update: no checkpoint written "
+                      "(the last one on disk is intact)")
+            elif path is not None:
                 self.save(path)
                 print(f"\ninterrupted: checkpoint saved to {path} "
                       f"(epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
             return self.history
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         self.history.stopped_early = self.stop
         for cb in self.callbacks:
             cb.on_train_end()
         return self.history
+
+    def _catch_sigint(self):
+        """Make the first Ctrl-C stop training after the current batch (at a clean position);
+        a second one interrupts at once. Returns the handler to put back (None off the main
+        thread, where signals cannot be caught)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return None  # the user installed their own handler: leave it alone
+
+        def on_sigint(signum, frame):
+            self._sigint = True
+            signal.signal(signal.SIGINT, previous)
+
+        self._sigint = False
+        signal.signal(signal.SIGINT, on_sigint)
+        return previous
 
     def _interrupt_path(self):
         for cb in self.callbacks:
@@ -237,7 +293,10 @@ class Trainer:
                 sums[m] += _METRICS[m](logits, yb) * n
             self.batch_in_epoch = i + 1
             self.partial = dict(sums)
+            self._updating = False
             bar.update(n, {k: sums[k] / sums["n"] for k in ["loss", *self.metrics]})
+            if self._sigint:
+                raise KeyboardInterrupt
         logs = {k: sums[k] / max(sums["n"], 1) for k in ["loss", *self.metrics]}
         bar.close(logs)
         return logs
@@ -267,6 +326,9 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"fit: clip_norm must be > 0 (or None for no clipping); "
+                         f"received {clip_norm!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"fit: batch_size must be an int >= 1; received {batch_size!r}")
     trainer = Trainer(model, optimizer, loss, metrics, callbacks, seed, l2, clip_norm, verbose,
