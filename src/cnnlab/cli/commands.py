@@ -12,7 +12,6 @@ import numpy as np
 from cnnlab.cli.main import CLIError
 from cnnlab.cli.setup import (
     build_model,
-    default_input_shape,
     load_dataset,
     model_from_checkpoint,
     parse_shape,
@@ -109,9 +108,9 @@ def cmd_predict(args) -> int:
 def cmd_summary(args) -> int:
     from cnnlab import nn
 
-    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
+    shape = parse_shape(args.input_shape) if args.input_shape else None
     model = build_model(args.model, num_classes=args.num_classes, input_shape=shape)
-    print(nn.summary(model, shape))
+    print(nn.summary(model, tuple(model.input_shape)))
     return 0
 
 
@@ -119,8 +118,9 @@ def cmd_summary(args) -> int:
 def cmd_gradcheck(args) -> int:
     from cnnlab.gradcheck import gradcheck_model
 
-    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(args.model)
+    shape = parse_shape(args.input_shape) if args.input_shape else None
     model = build_model(args.model, num_classes=args.num_classes, input_shape=shape)
+    shape = tuple(model.input_shape)  # the zoo's default when none was given
     model.astype(np.float64)
     model.eval()
     rng = np.random.default_rng(args.seed)

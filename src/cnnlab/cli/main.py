@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 class CLIError(Exception):
@@ -21,9 +21,9 @@ def _positive_int(name):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer; received {text!r}")
+            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}")
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1; received {value}")
+            raise argparse.ArgumentTypeError(f"must be an integer >= 1; received {value}")
         return value
 
     return parse
@@ -34,9 +34,9 @@ def _nonnegative_float(name):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number; received {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a number; received {text!r}")
         if not value >= 0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0; received {text}")
+            raise argparse.ArgumentTypeError(f"must be a number >= 0; received {text}")
         return value
 
     return parse
@@ -46,7 +46,7 @@ def _fraction(name):
     def parse(text):
         value = _nonnegative_float(name)(text)
         if value >= 1:
-            raise argparse.ArgumentTypeError(f"{name} must be in [0, 1); received {text}")
+            raise argparse.ArgumentTypeError(f"must be in [0, 1); received {text}")
         return value
 
     return parse
@@ -54,7 +54,9 @@ def _fraction(name):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # "cnnlab train: error: ..." would break the one-prefix rule; name the command after it
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(2, f"cnnlab: error: {command}{message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (default: LeNet-5 on the bundled MNIST subset)")
-    t.add_argument("--model", default="lenet5", help="a zoo model name (default lenet5)")
-    t.add_argument("--dataset", default="mnist",
+    t.add_argument("--model", default=None, help="a zoo model name (default lenet5)")
+    t.add_argument("--dataset", default=None,
                    help="mnist, fashion_mnist, cifar10 or folder (default mnist)")
     t.add_argument("--data-dir", default=None,
                    help="folder with the dataset's files (mnist: default the bundled subset)")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 from cnnlab.cli.main import CLIError
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
-
-# input shapes the zoo's models are made for (H, W, C)
-_DEFAULT_SHAPES = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3), "resnet32": (32, 32, 3),
-                   "resnet56": (32, 32, 3)}
 
 
 def parse_shape(text: str) -> tuple:
@@ -23,11 +17,6 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
-def default_input_shape(name: str) -> tuple:
-    _check_model(name)
-    return _DEFAULT_SHAPES.get(name, (224, 224, 3))
-
-
 def _check_model(name: str) -> None:
     from cnnlab import models
 
@@ -36,25 +25,29 @@ def _check_model(name: str) -> None:
 
 
 def build_model(name: str, num_classes=None, input_shape=None, dropout=None, seed=0):
-    """A zoo model; passes only the settings its builder takes."""
+    """A zoo model; ``input_shape`` (H, W, C) becomes the builders' ``input_size`` and
+    ``in_channels``; settings left at None keep the builder's defaults."""
     from cnnlab import models
 
     _check_model(name)
-    builder = models.get_builder(name) if hasattr(models, "get_builder") else None
-    accepted = set(inspect.signature(builder).parameters) if builder else None
     kwargs = {}
-    for key, value in (("num_classes", num_classes), ("input_shape", input_shape),
-                       ("dropout", dropout), ("seed", seed)):
-        if value is None:
-            continue
-        if accepted is not None and key not in accepted and "kwargs" not in accepted:
-            if key == "dropout":
-                raise CLIError(f"--dropout: model {name!r} has no dropout setting")
-            continue
-        kwargs[key] = value
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if input_shape is not None:
+        h, w, c = (int(v) for v in input_shape)
+        kwargs["input_size"] = (h, w)
+        kwargs["in_channels"] = c
+    if dropout is not None:
+        kwargs["dropout"] = dropout
+    if seed is not None:
+        kwargs["seed"] = seed
     try:
         return models.get(name, **kwargs)
-    except (TypeError, ValueError) as e:
+    except TypeError as e:
+        if dropout is not None and "dropout" in str(e):
+            raise CLIError(f"--dropout: model {name!r} has no dropout setting") from None
+        raise CLIError(f"cannot build model {name!r} with {kwargs}: {e}") from None
+    except ValueError as e:
         raise CLIError(f"cannot build model {name!r} with {kwargs}: {e}") from None
 
 

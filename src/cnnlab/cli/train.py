@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def _settings(args) -> tuple[dict, Path, bool]:
             raise CLIError(f"{config}: unreadable ({e})") from None
         if not (out / "last.npz").is_file():
             raise CLIError(f"--resume {out}: no last.npz checkpoint to continue from")
+        changed = [k for k, v in given.items() if k != "epochs" and v is not False]
+        if changed:  # silently training with other settings than the user typed would mislead
+            flags = ", ".join("--" + ("from" if k == "from_checkpoint" else k.replace("_", "-"))
+                              for k in changed)
+            raise CLIError(f"--resume {out} continues the run with the settings in its "
+                           f"config.json; only --epochs may change (received {flags})")
         if "epochs" in given:  # the one setting a resumed run may change: train longer
             settings["epochs"] = given["epochs"]
         return settings, out, True
@@ -62,6 +69,9 @@ def _settings(args) -> tuple[dict, Path, bool]:
                        f"{', '.join(SCHEDULES)}")
     if settings["lr"] is None:
         settings["lr"] = _DEFAULT_LR[settings["optimizer"]]
+    for key in ("data_dir", "from_checkpoint"):  # absolute, so that --resume and evaluate
+        if settings[key] is not None:              # work from any folder
+            settings[key] = str(Path(settings[key]).expanduser().absolute())
     if args.out:
         out = Path(args.out)
     else:
@@ -70,6 +80,8 @@ def _settings(args) -> tuple[dict, Path, bool]:
         while out.exists():
             k += 1
             out = Path(f"{base}-{k}")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
     if (out / "last.npz").exists():
         raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} to "
                        "continue it or choose another --out")
@@ -99,14 +111,14 @@ def _schedule(name: str, lr: float, epochs: int):
     if name == "none":
         return None
     if name == "step":
-        return optim.step_decay(lr, step=max(1, epochs // 3), gamma=0.3)
+        return optim.StepDecay(lr, step_size=max(1, epochs // 3), gamma=0.3)
     if name == "exponential":
-        return optim.exponential_decay(lr, rate=0.8)
+        return optim.ExponentialDecay(lr, rate=0.8)
     if name == "inverse":
-        return optim.inverse_time_decay(lr, decay=0.5)
+        return optim.InverseTimeDecay(lr, decay_rate=0.5)
     if name == "sqrt":
-        return optim.sqrt_decay(lr, k=1.0)
-    return optim.cosine_decay(lr, total=epochs, warmup=0)
+        return optim.InverseSqrtDecay(lr, k=1.0)
+    return optim.CosineDecay(lr, total_steps=epochs)
 
 
 def _augmentation(seed: int):
@@ -127,7 +139,8 @@ def test_metrics(model, dataset) -> dict:
     k = logits.shape[-1]
     loss = float(F.cross_entropy(Tensor(logits.astype(np.float64)), y).data)
     pred = logits.argmax(axis=-1)
-    p, r, f1, support = metrics.precision_recall_f1(y, pred, num_classes=k)
+    p, r, f1 = metrics.precision_recall_f1(y, pred, num_classes=k)
+    support = np.bincount(y, minlength=k)  # (K,) true images per class
     return {
         "test_accuracy": float(metrics.accuracy(y, pred)),
         "test_loss": loss,
@@ -160,7 +173,9 @@ def run_training(args) -> int:
     num_classes = s["num_classes"] or len(classes)
 
     if s["from_checkpoint"]:
-        model, info = model_from_checkpoint(s["from_checkpoint"])
+        # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is
+        # already the new one), so it does not need the source checkpoint any more
+        model, info = model_from_checkpoint(out / "last.npz" if resuming else s["from_checkpoint"])
         if info["name"] != s["model"] and args.model is not None and not resuming:
             raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
                            f"not {s['model']!r}")
@@ -177,7 +192,11 @@ def run_training(args) -> int:
         model = build_model(s["model"], num_classes=num_classes, input_shape=input_shape,
                             dropout=s["dropout"], seed=s["seed"])
     for prefix in s["freeze"] or []:
-        if not model.freeze(prefix):
+        try:
+            frozen = model.freeze(prefix)
+        except ValueError:  # Module.freeze raises when nothing matches
+            frozen = []
+        if not frozen:
             names = [n for n, _ in model.named_parameters()]
             raise CLIError(f"--freeze {prefix!r} matches no parameter; names start with: "
                            f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
@@ -211,7 +230,7 @@ def run_training(args) -> int:
             extra={"model": description, "settings": s},
         )
     except tr.NonFiniteLossError as e:
-        print(f"cnnlab: error: {e}")
+        print(f"cnnlab: error: {e}", file=sys.stderr)
         return 1
     if history.interrupted:
         print(f"stopped; continue with: cnnlab train --resume {out}")
