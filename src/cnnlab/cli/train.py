@@ -58,6 +58,12 @@ def _settings(args) -> tuple[dict, Path, bool]:
             raise CLIError(f"--resume {out} continues the run with the settings in its "
                            f"config.json; only --epochs may change (received {flags})")
         if "epochs" in given:  # the one setting a resumed run may change: train longer
+            from cnnlab.train.checkpoint import load_checkpoint
+
+            done = load_checkpoint(out / "last.npz")["meta"]["epoch"]
+            if given["epochs"] < done:
+                raise CLIError(f"--resume {out} --epochs {given['epochs']}: the run has "
+                               f"already done {done} epochs; ask for at least that many")
             settings["epochs"] = given["epochs"]
         return settings, out, True
     settings = {**DEFAULTS, **given}

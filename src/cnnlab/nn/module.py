@@ -226,7 +226,8 @@ class Module:
 
         ``freeze("features")`` covers ``features.0.weight`` but not ``features_extra.w``. The
         frozen parameters get ``requires_grad = False`` and their ``.grad`` cleared, so backward
-        leaves them alone and optimizers skip them. Returns the names affected.
+        leaves them alone and optimizers skip them. Returns the names affected; raises
+        ValueError when no parameter matches (a misspelt prefix should not pass silently).
         """
         chosen = self._select(prefix, "freeze")
         for _, p in chosen:

@@ -178,12 +178,13 @@ class Trainer:
         so the model is exactly as after the previous step."""
         side = self._side_state()
         try:
-            logits = self.model(Tensor(xb))
-            loss = self.loss_fn(logits, yb)
-            if self.l2:
-                from cnnlab.optim import l2_penalty
+            with np.errstate(over="ignore", invalid="ignore"):  # a bad loss is caught below
+                logits = self.model(Tensor(xb))
+                loss = self.loss_fn(logits, yb)
+                if self.l2:
+                    from cnnlab.optim import l2_penalty
 
-                loss = loss + l2_penalty(self.model.parameters(), self.l2, len(xb))
+                    loss = loss + l2_penalty(self.model.parameters(), self.l2, len(xb))
             value = float(loss.data)
             if not math.isfinite(value):
                 raise NonFiniteLossError(
