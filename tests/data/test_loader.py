@@ -145,7 +145,7 @@ def test_error_in_a_batch_reaches_the_consumer(prefetch):
     loader = DataLoader(_Faulty(), 3, prefetch=prefetch)
     got = []
     with pytest.raises(RuntimeError, match="bad item 7"):
-        for x, y in loader:
+        for _x, y in loader:
             got.append(y.tolist())
     assert got == [[0, 1, 2], [3, 4, 5]]
 

@@ -12,7 +12,6 @@ import cnnlab as cl
 from cnnlab import nn
 
 
-
 def images(n=4, h=8, w=8, c=3, dtype=np.float32, seed=0):
     return cl.tensor(np.random.default_rng(seed).normal(size=(n, h, w, c)).astype(dtype))
 

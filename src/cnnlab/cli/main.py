@@ -21,7 +21,7 @@ def _positive_int(name):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}")
+            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be an integer >= 1; received {value}")
         return value
@@ -34,7 +34,7 @@ def _nonnegative_float(name):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number; received {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a number; received {text!r}") from None
         if not value >= 0:  # also rejects nan
             raise argparse.ArgumentTypeError(f"must be a number >= 0; received {text}")
         return value

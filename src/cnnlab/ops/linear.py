@@ -70,7 +70,9 @@ def matmul(a, b) -> Tensor:
     """Matrix product ``a @ b`` with NumPy's rules."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: operands must have at least 1 axis; received {a.shape} @ {b.shape}")
+        raise ValueError(
+            f"matmul: operands must have at least 1 axis; received {a.shape} @ {b.shape}"
+        )
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: inner dimensions differ; received {a.shape} @ {b.shape}")
     return MatMul().apply(a, b)

@@ -33,7 +33,7 @@ def conv_forward(A_prev, W, b=None, stride=1, pad=0, dilation=1, groups=1):
     Returns (Z, cache) with cache = (A_prev, W, b, hparameters) for :func:`conv_backward`.
     """
     A_prev, W = np.asarray(A_prev, dtype=np.float64), np.asarray(W, dtype=np.float64)
-    (m, n_H_prev, n_W_prev, n_C_prev), (f_h, f_w, n_Cg, n_C) = A_prev.shape, W.shape
+    (m, n_H_prev, n_W_prev, _n_C_prev), (f_h, f_w, n_Cg, n_C) = A_prev.shape, W.shape
     (s_h, s_w), (d_h, d_w) = pair(stride, "stride", "ref"), pair(dilation, "dilation", "ref")
     pads = resolve_padding(pad, (n_H_prev, n_W_prev), (f_h, f_w), (s_h, s_w), (d_h, d_w), "ref")
     n_H = output_size(n_H_prev, f_h, s_h, pads[0], d_h)
@@ -74,7 +74,7 @@ def conv_backward(dZ, cache):
     """
     A_prev, W, b, hp = cache
     (s_h, s_w), pads, (d_h, d_w), groups = hp["stride"], hp["pads"], hp["dilation"], hp["groups"]
-    (m, n_H_prev, n_W_prev, n_C_prev), (f_h, f_w, n_Cg, n_C) = A_prev.shape, W.shape
+    (m, n_H_prev, n_W_prev, _n_C_prev), (f_h, f_w, n_Cg, n_C) = A_prev.shape, W.shape
     _, n_H, n_W, _ = dZ.shape
     filters_per_group = n_C // groups
     A_prev_pad = zero_pad(A_prev, pads)
