@@ -266,3 +266,12 @@ def test_explicit_lr_and_seed_are_recorded(data4, tmp_path):
     assert _checkpoint_meta(tmp_path / "o" / "last.npz")["optimizer"]["groups"][0]["lr"] == 0.05
     config = read_json(tmp_path / "o" / "config.json")
     assert config["lr"] == 0.05 and config["seed"] == 7 and config["optimizer"] == "sgd"
+
+
+def test_plots_written_when_matplotlib_is_installed(run4):
+    pytest.importorskip("matplotlib")
+    out, _ = run4
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert len(data) > 5000, name  # a real figure, not an empty canvas
