@@ -24,10 +24,19 @@ def test_plain_line_without_a_terminal(monkeypatch):
     assert text.endswith(" img/s\n") and text.count("\n") == 1
 
 
+def test_log_files_get_plain_lines_even_with_tqdm():
+    out = io.StringIO()  # not a terminal
+    bar = Progress(total=2, epoch=0, epochs=1, stream=out)
+    assert bar.bar is None
+    bar.update(8, {"loss": 1.0})
+    bar.close({"loss": 0.5})
+    assert out.getvalue().startswith("epoch 1/1 loss=0.5000 ") and out.getvalue().count("\n") == 1
+
+
 def test_tqdm_bar_shows_loss_metrics_and_rate():
     pytest.importorskip("tqdm")
     out = io.StringIO()
-    bar = Progress(total=4, epoch=0, epochs=2, stream=out)
+    bar = Progress(total=4, epoch=0, epochs=2, stream=out, use_tqdm=True)
     assert bar.bar is not None
     for _ in range(4):
         bar.update(16, {"loss": 1.0, "accuracy": 0.5})

@@ -15,11 +15,12 @@ def _fmt(logs: dict) -> str:
 class Progress:
     """Shows batches done, the running loss and metrics, and images per second.
 
-    On a terminal the line is redrawn in place; otherwise (a log file, CI) one line is printed
-    at the end of each epoch, so logs stay short.
+    On a terminal: tqdm's bar when tqdm is installed, else a line redrawn in place. Otherwise (a
+    log file, CI) one line is printed at the end of each epoch, so logs stay short.
     """
 
-    def __init__(self, total: int, epoch: int, epochs: int, enabled: bool = True, stream=None):
+    def __init__(self, total: int, epoch: int, epochs: int, enabled: bool = True, stream=None,
+                 use_tqdm: bool | None = None):
         self.total, self.enabled = total, enabled
         self.stream = stream or sys.stdout
         self.desc = f"epoch {epoch + 1}/{epochs}"
@@ -28,6 +29,10 @@ class Progress:
         self.bar = None
         self.last_draw = 0.0
         if not enabled:
+            return
+        if use_tqdm is None:  # a live bar on a terminal; a log file gets one line per epoch
+            use_tqdm = self.stream.isatty()
+        if not use_tqdm:
             return
         try:
             from tqdm.auto import tqdm
