@@ -262,6 +262,7 @@ def _plots(out: Path, history, result) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return
     h = history.history
@@ -271,6 +272,7 @@ def _plots(out: Path, history, result) -> None:
             if name in h:
                 ax.plot(range(1, len(h[name]) + 1), h[name], marker="o", label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
@@ -279,8 +281,13 @@ def _plots(out: Path, history, result) -> None:
     cm = np.asarray(result["confusion_matrix"])
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(cm, cmap="Blues")
+    dark = cm.max() / 2
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                color="white" if v > dark else "black")
+    ticks = np.arange(len(cm))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (test)")
