@@ -9,27 +9,16 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-IDX_NAMES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+from tests.data.helpers import MNIST_NAMES as IDX_NAMES  # one test-side IDX writer
+from tests.data.helpers import idx_bytes
+
 TIMEOUT = 120  # seconds: any one command; the tests' own runs take a few seconds
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    """IDX bytes of a uint8 array: magic 0x000008D, D big-endian int32 sizes, the data."""
-    array = np.asarray(array, dtype=np.uint8)
-    if magic is None:
-        magic = 0x0800 + array.ndim
-    header = struct.pack(">i", magic) + b"".join(struct.pack(">i", s) for s in array.shape)
-    return header + array.tobytes()
 
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
