@@ -142,16 +142,41 @@ def gradcheck_model(model, x, y, loss=None, *, max_elements: int | None = 20, ep
                     seed: int = 0) -> ModelGradcheckResult:
     """Check the gradient of ``loss(model(x), y)`` with respect to every parameter.
 
-    The model should be in float64 and in eval mode (dropout off, batch norm on its running
-    statistics) so the loss is a fixed function of the weights. For large models only a random
-    sample of ``max_elements`` entries of each parameter is perturbed (None: all of them); the
-    relative difference is then taken over those entries.
+    The model must be in float64 (``model.double()``): float32 differences are rounding noise
+    at this step size. Dropout must be off (``model.eval()``) so the loss is a fixed function of
+    the weights; batch norm may be in either mode (training mode uses the batch's statistics,
+    which is deterministic). For large models only a random sample of ``max_elements`` entries
+    of each parameter is perturbed (None: all of them); the relative difference is then taken
+    over those entries. The model is left as it was found: weights, buffers (batch norm's
+    running statistics, which training-mode calls would update) and ``.grad`` (None).
     """
+    from cnnlab.nn.dropout import Dropout
     from cnnlab.ops.loss import cross_entropy
 
+    wrong = [(n, p.data.dtype) for n, p in model.named_parameters() if p.data.dtype != np.float64]
+    if wrong:
+        raise ValueError(
+            f"gradcheck_model: parameters must be float64 for finite differences; "
+            f"{wrong[0][0]} is {wrong[0][1]} ({len(wrong)} such); call model.double() first"
+        )
+    if any(isinstance(m, Dropout) and m.training and m.rate > 0 for m in model.modules()):
+        raise ValueError(
+            "gradcheck_model: the model has dropout in training mode, which draws a new mask "
+            "on every call; call model.eval() first"
+        )
     loss = loss or cross_entropy
-    x = x.data if isinstance(x, Tensor) else np.asarray(x)
+    x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float64)
     params = list(model.named_parameters())
+    saved = model.state_dict()
+    try:
+        return _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed)
+    finally:
+        model.load_state_dict(saved)
+        for _, p in params:
+            p.grad = None
+
+
+def _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed):
 
     def objective() -> Tensor:
         return loss(model(Tensor(x)), y)

@@ -361,18 +361,22 @@ def _topological_order(root: Tensor) -> list:
 
     Iterative depth-first search, so that long chains do not hit Python's recursion limit.
     """
-    order, seen = [], {id(root)}
+    # A node is marked when it is expanded, not when it is pushed: in ``x + f(x)`` the leaf ``x`` is
+    # pushed twice, and only the copy expanded last (after ``f(x)`` is finished) may place it.
+    order, expanded_ids = [], set()
     stack = [(root, False)]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
+        node, done = stack.pop()
+        if done:
             order.append(node)
             continue
+        if id(node) in expanded_ids:
+            continue
+        expanded_ids.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
             for inp in node._ctx.inputs:
-                if inp is not None and inp.requires_grad and id(inp) not in seen:
-                    seen.add(id(inp))
+                if inp is not None and inp.requires_grad and id(inp) not in expanded_ids:
                     stack.append((inp, False))
     return order
 

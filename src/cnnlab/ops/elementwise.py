@@ -78,7 +78,7 @@ class Pow(Function):
     """y = x ** p for a constant p.   gx = gy * p * x ** (p - 1)."""
 
     def __init__(self, p: float):
-        self.p = p
+        self.p = float(p)  # a Python float: x**p keeps x's dtype (an np.float64 p would upcast)
 
     def forward(self, x):
         self.x = x
@@ -169,6 +169,8 @@ def power(x, p) -> Tensor:
     """x ** p for a constant exponent p (a number; a tensor exponent is not supported)."""
     if isinstance(p, Tensor):
         raise TypeError("power: the exponent must be a number; received a Tensor")
+    if np.ndim(p) != 0 or not np.isreal(p):
+        raise TypeError(f"power: the exponent must be a real number; received {p!r}")
     return Pow(p).apply(as_tensor(x))
 
 

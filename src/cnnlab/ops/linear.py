@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.ops._util import as_tensor, check_float, unbroadcast
+from cnnlab.ops._util import as_tensor, check_float, check_same_dtype, unbroadcast
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["matmul", "linear"]
@@ -35,8 +35,10 @@ class MatMul(Function):
                 ga = ga[..., 0, :] if a.ndim == 1 else ga
             ga = unbroadcast(ga, a.shape)
         if self.needs_grad[1]:
-            if a.ndim == 1:
-                gb = np.multiply.outer(a, gy)
+            if a.ndim == 1 and b.ndim == 1:
+                gb = a * gy  # y = a . b is a scalar
+            elif a.ndim == 1:
+                gb = a[:, None] * gy[..., None, :]  # (K, 1) * (..., 1, N) -> (..., K, N)
             else:
                 gy_ = gy[..., :, None] if b.ndim == 1 else gy
                 gb = np.swapaxes(a, -1, -2) @ gy_
@@ -95,6 +97,7 @@ def linear(x, w, b=None) -> Tensor:
     x, w = as_tensor(x), as_tensor(w)
     check_float("linear", "x", x)
     check_float("linear", "w", w)
+    check_same_dtype("linear", x=x, w=w, b=None if b is None else as_tensor(b))
     if x.ndim != 2:
         raise ValueError(f"linear: x must be 2-D (N, F_in); received x.shape={x.shape}")
     if w.ndim != 2 or w.shape[0] != x.shape[1]:

@@ -46,6 +46,7 @@ class Transpose(Function):
                 f"transpose: axes {self.axes} are not a permutation of the {x.ndim} axes "
                 f"of a tensor of shape {x.shape}"
             )
+        self.axes = tuple(a % x.ndim for a in self.axes)  # -1 -> ndim-1, so argsort inverts it
         return x.transpose(self.axes)
 
     def backward(self, gy):
