@@ -65,6 +65,8 @@ def test_unknown_schedule(data4, tmp_path):
         ("--val-fraction", "1.5", ["--val-fraction", "[0, 1)", "1.5"]),
         ("--dropout", "1", ["--dropout", "[0, 1)"]),
         ("--l2", "-0.1", ["--l2", ">= 0"]),
+        ("--seed", "-1", ["--seed", ">= 0", "-1"]),
+        ("--seed", "1.5", ["--seed", "integer", "'1.5'"]),
     ],
 )
 def test_nonsensical_numbers(flag, value, words, tmp_path):
@@ -318,6 +320,12 @@ def test_evaluate_bad_split(run4, tmp_path):
     out, _ = run4
     assert_user_error(run_cli("evaluate", "--checkpoint", out / "best.npz", "--split", "dev",
                               cwd=tmp_path), "--split", "'dev'")
+
+
+def test_num_classes_smaller_than_the_labels(data4, tmp_path):
+    assert_user_error(_train(data4, tmp_path, "--num-classes", "2", "--out", "t"),
+                      "--num-classes 2", "labels up to 3", "at least 4")
+    assert not (tmp_path / "t" / "last.npz").exists()
 
 
 def test_errors_do_not_hide_a_good_run(data4, tmp_path):

@@ -383,3 +383,35 @@ def test_clip_norm_above_the_norm_changes_nothing():
     )
     np.testing.assert_allclose(model.weight.data, w - 0.1 * gw, rtol=1e-12)
     np.testing.assert_allclose(model.bias.data, b - 0.1 * gb, rtol=1e-12)
+
+
+@pytest.mark.parametrize("checkpoint_first", [True, False])
+def test_early_stopping_best_weights_survive_a_resume(tmp_path, checkpoint_first):
+    values = [3.0, 1.0, 2.0, 2.5, 2.6, 2.7]  # best at epoch 1, never stops (patience 10)
+
+    def callbacks(snaps):
+        es = EarlyStopping("val_loss", patience=10, restore_best_weights=True)
+        ck = ModelCheckpoint(tmp_path / "ck", monitor="loss")
+        return [snaps, Inject("val_loss", values), *([ck, es] if checkpoint_first else [es, ck])]
+
+    snaps = Snapshots()
+    whole, _ = _fit(callbacks(snaps), epochs=6)
+    assert_bitwise_equal(weights(whole), snaps.saved[1])
+
+    _fit(callbacks(Snapshots()), epochs=3)
+    resumed, h = _fit(callbacks(Snapshots()), epochs=6, model=small_cnn(seed=5, dropout=0.25),
+                      resume=tmp_path / "ck")
+    assert h.epochs == 6
+    assert_bitwise_equal(weights(resumed), snaps.saved[1])  # the best epoch ran before the resume
+
+
+def test_resume_matches_callback_states_by_type(tmp_path):
+    values = [3.0, 1.0, 2.0, 2.5]
+    es = EarlyStopping("val_loss", patience=10)
+    _fit([Inject("val_loss", values), es, ModelCheckpoint(tmp_path / "ck", monitor="loss")],
+         epochs=2)
+    # resumed with the callbacks in another order and one more: each gets its own state back
+    es2 = EarlyStopping("val_loss", patience=10)
+    _fit([ModelCheckpoint(tmp_path / "ck", monitor="loss"), Snapshots(),
+          Inject("val_loss", values), es2], epochs=3, resume=tmp_path / "ck")
+    assert (es2.best, es2.best_epoch, es2.wait) == (1.0, 1, 1)

@@ -447,3 +447,40 @@ def test_save_checkpoint_failing_mid_write_keeps_the_previous_checkpoint(tmp_pat
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["last.npz"]
     assert load_checkpoint(path)["meta"]["epoch"] == 1
+
+
+def test_refused_optimizer_leaves_the_model_untouched(tmp_path):
+    model, opt = _trained(batch_norm=False)
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, model, opt)
+    fresh = small_cnn(dropout=0.5, seed=7)
+    before = weights(fresh)
+    with pytest.raises(CheckpointError, match="was saved with optimizer Adam, not SGD"):
+        restore(load_checkpoint(path), fresh, optim.SGD(fresh.parameters(), lr=0.1))
+    assert_bitwise_equal(weights(fresh), before)
+
+
+def test_extra_arrays_round_trip(tmp_path):
+    model, opt = _trained(batch_norm=False)
+    path = tmp_path / "ck.npz"
+    extra = {"callbacks/0/w": np.arange(6.0).reshape(2, 3)}
+    save_checkpoint(path, model, opt, extra_arrays=extra)
+    ckpt = load_checkpoint(path)
+    assert list(ckpt["extra"]) == ["callbacks/0/w"]
+    np.testing.assert_array_equal(ckpt["extra"]["callbacks/0/w"], extra["callbacks/0/w"])
+    assert set(ckpt["model"]) == set(model.state_dict())  # extras do not leak into the weights
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        new = atomic_write(tmp_path / "new.bin", lambda f: f.write(b"x"))
+        assert (new.stat().st_mode & 0o777) == 0o644  # as open() would: 0666 less the umask
+        existing = tmp_path / "existing.bin"
+        existing.write_bytes(b"old")
+        existing.chmod(0o640)
+        atomic_write(existing, lambda f: f.write(b"new"))
+        assert (existing.stat().st_mode & 0o777) == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(umask)

@@ -245,3 +245,31 @@ def test_fit_verbose_prints_one_line_per_epoch(monkeypatch, capsys):
         ["epoch", "2/2"],
     ]
     assert sum("val_loss=" in line for line in out) == 2
+
+
+# ------------------------------------------------------------------ accuracy for binary heads
+def test_accuracy_metric_reads_each_kind_of_target():
+    from cnnlab.train.fit import _METRICS
+
+    acc = _METRICS["accuracy"]
+    logits = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.0]])
+    assert acc(logits, np.array([0, 2])) == 0.5  # integer labels: argmax
+    assert acc(logits, np.array([[1.0, 0, 0], [0, 1.0, 0]])) == 1.0  # one-hot rows: argmax
+    # multi-label targets (rows are not distributions): each entry is its own yes/no, logit > 0
+    assert acc(logits, np.array([[1.0, 0, 1], [0, 1, 1]])) == 5 / 6
+    # NaN marks an unknown label: not counted
+    assert acc(logits, np.array([[1.0, np.nan, 0], [np.nan, 1, np.nan]])) == 2 / 3
+    # one output column: binary, whatever the label's shape
+    single = np.array([[1.5], [-0.5], [0.2], [-2.0]])
+    assert acc(single, np.array([1, 0, 0, 0])) == 0.75
+    assert acc(single, np.array([[1.0], [0.0], [0.0], [0.0]])) == 0.75
+
+
+def test_fit_reports_binary_accuracy_for_a_single_logit():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2)).astype(np.float32)
+    y = (x[:, :1] + x[:, 1:] > 0).astype(np.float32)  # (N, 1) targets for a (N, 1) logit
+    model = nn.Sequential(nn.Dense(2, 1, seed=0))
+    h = fit(model, (x, y), loss="binary_cross_entropy", optimizer=optim.Adam(model.parameters(),
+            lr=0.1), epochs=20, batch_size=16, verbose=False)
+    assert h["accuracy"][-1] >= 0.95  # argmax over one column would say 0.5 (all "class 0")

@@ -29,6 +29,19 @@ def _positive_int(name):
     return parse
 
 
+def _nonnegative_int(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be an integer >= 0; received {value}")
+        return value
+
+    return parse
+
+
 def _nonnegative_float(name):
     def parse(text):
         try:
@@ -89,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random shifts, small rotations and zooms (LeCun et al.'s distortions)")
     t.add_argument("--val-fraction", type=_fraction("--val-fraction"), default=None,
                    help="fraction of the training set held out as a dev set (default 0.1)")
-    t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    t.add_argument("--seed", type=_nonnegative_int("--seed"), default=None,
+                   help="random seed (default 0)")
     t.add_argument("--out", default=None, help="output folder (default runs/MODEL-DATASET[-N])")
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its last checkpoint")
@@ -123,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None)
     g.add_argument("--max-elements", type=_positive_int("--max-elements"), default=20,
                    help="elements checked per parameter (random sample; default 20)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
     return p
 
 

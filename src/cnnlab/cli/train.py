@@ -177,6 +177,10 @@ def run_training(args) -> int:
     input_shape = tuple(int(v) for v in full.x.shape[1:])
     classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
     num_classes = s["num_classes"] or len(classes)
+    labels_needed = int(max(full.y.max(), test.y.max())) + 1
+    if num_classes < labels_needed:
+        raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
+                       f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
 
     if s["from_checkpoint"]:
         # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is

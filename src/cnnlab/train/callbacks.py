@@ -52,6 +52,13 @@ class Callback:
     def load_state(self, state: dict) -> None:
         pass
 
+    def arrays(self) -> dict:
+        """Named arrays saved in checkpoints beside ``state()`` (weights, say)."""
+        return {}
+
+    def load_arrays(self, arrays: dict) -> None:
+        pass
+
 
 def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
     if mode == "min":
@@ -115,6 +122,14 @@ class EarlyStopping(Callback):
 
     def load_state(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+
+    def arrays(self):
+        # the best epoch's weights travel in the checkpoint, so a resumed run can still restore
+        # them at its end
+        return dict(self.best_weights or {})
+
+    def load_arrays(self, arrays):
+        self.best_weights = dict(arrays) if arrays else None
 
 
 class ModelCheckpoint(Callback):

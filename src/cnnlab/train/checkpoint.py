@@ -50,6 +50,9 @@ def atomic_write(path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would have: 0666
+        # less the umask, or the same mode as the file it replaces
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -60,6 +63,15 @@ def atomic_write(path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def generator_state(rng: np.random.Generator) -> dict:
@@ -73,7 +85,7 @@ def set_generator_state(rng: np.random.Generator, state: dict) -> None:
 
 def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 0,
                     rng_states: dict | None = None, history: dict | None = None,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, extra_arrays: dict | None = None) -> Path:
     """Write a checkpoint of ``model`` (and ``optimizer``) to ``path`` atomically.
 
     Args:
@@ -81,8 +93,11 @@ def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 
         rng_states: extra named generator states of the training loop (JSON-able dicts).
         history: the metrics so far (dict of lists).
         extra: any other JSON-able information (the model's description, the CLI settings).
+        extra_arrays: any other named arrays (a callback's best weights, say); read back as
+            ``load_checkpoint(path)["extra"]``.
     """
     arrays = {f"model/{k}": np.asarray(v) for k, v in model.state_dict().items()}
+    arrays.update({f"extra/{k}": np.asarray(v) for k, v in (extra_arrays or {}).items()})
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -169,7 +184,8 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {found!r})")
     model = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
     optim = {k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")}
-    return {"model": model, "optim": optim, "meta": meta, "path": str(path)}
+    extra = {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}
+    return {"model": model, "optim": optim, "extra": extra, "meta": meta, "path": str(path)}
 
 
 def restore(checkpoint: dict, model, optimizer=None) -> dict:
@@ -179,25 +195,26 @@ def restore(checkpoint: dict, model, optimizer=None) -> dict:
     parameter that does not fit. Returns the checkpoint's metadata.
     """
     path = checkpoint.get("path", "<checkpoint>")
+    meta = checkpoint["meta"]
+    if optimizer is not None:  # check before anything is loaded, so a refusal changes nothing
+        if "optimizer" not in meta:
+            raise CheckpointError(f"{path}: holds no optimizer state")
+        if meta["optimizer"]["type"] != type(optimizer).__name__:
+            raise CheckpointError(
+                f"{path}: was saved with optimizer {meta['optimizer']['type']}, "
+                f"not {type(optimizer).__name__}"
+            )
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, ValueError, TypeError) as e:
         msg = e.args[0] if e.args else str(e)
         raise CheckpointError(f"{path}: does not match the model: {msg}") from None
-    meta = checkpoint["meta"]
     rngs = dict(model.named_rngs())
     for name, state in meta.get("model_rngs", {}).items():
         if name in rngs:
             set_generator_state(rngs[name], state)
     if optimizer is not None:
-        if "optimizer" not in meta:
-            raise CheckpointError(f"{path}: holds no optimizer state")
         saved = meta["optimizer"]
-        if saved["type"] != type(optimizer).__name__:
-            raise CheckpointError(
-                f"{path}: was saved with optimizer {saved['type']}, "
-                f"not {type(optimizer).__name__}"
-            )
         try:
             optimizer.load_state_dict({"groups": saved["groups"], "state": checkpoint["optim"]})
         except (KeyError, ValueError) as e:

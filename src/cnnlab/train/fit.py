@@ -81,14 +81,35 @@ def _loss_fn(loss):
     return _LOSSES[loss]
 
 
+def _binary_accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of yes/no labels right, each output column its own question (logit > 0 says
+    yes, a target > 0.5 is yes); unknown labels (NaN) are not counted."""
+    y = np.asarray(y, dtype=np.float64).reshape(logits.shape)
+    known = ~np.isnan(y)
+    if not known.any():
+        return float("nan")
+    return float(np.mean((logits > 0)[known] == (y[known] > 0.5)))
+
+
 def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
-    """Fraction correct for integer labels (or one-hot / probability targets)."""
+    """Fraction correct: argmax of the logits against integer labels or one-hot / probability
+    rows. With one output column, or multi-label targets (rows that are not a distribution, or
+    NaN for unknown labels), it is the binary accuracy instead, as Keras picks for a binary
+    cross-entropy."""
+    y = np.asarray(y)
+    if logits.shape[-1] == 1 or (y.ndim == logits.ndim and _is_multilabel(y)):
+        return _binary_accuracy(logits, y)
     if y.ndim == logits.ndim:
         y = y.argmax(axis=-1)
     return float(np.mean(logits.argmax(axis=-1) == y))
 
 
-_METRICS = {"accuracy": _accuracy}
+def _is_multilabel(y: np.ndarray) -> bool:
+    y = y.astype(np.float64, copy=False)
+    return bool(np.isnan(y).any() or not np.allclose(y.sum(axis=-1), 1.0))
+
+
+_METRICS = {"accuracy": _accuracy, "binary_accuracy": _binary_accuracy}
 
 
 def _loader(data, batch_size, shuffle, seed, transform=None, name="train"):
@@ -134,12 +155,15 @@ class Trainer:
             "history": self.history.history,
             "batch_in_epoch": self.batch_in_epoch,
             "partial": self.partial,
-            "callbacks": [cb.state() for cb in self.callbacks],
+            "callbacks": [{"type": type(cb).__name__, "state": cb.state()}
+                          for cb in self.callbacks],
             "seed": self.seed,
         }
+        arrays = {f"callbacks/{i}/{k}": v for i, cb in enumerate(self.callbacks)
+                  for k, v in cb.arrays().items()}
         return save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch,
                                step=self.step, history=self.history.history,
-                               extra={**self.extra, "trainer": meta})
+                               extra={**self.extra, "trainer": meta}, extra_arrays=arrays)
 
     def resume(self, path) -> None:
         path = Path(path)
@@ -154,8 +178,21 @@ class Trainer:
         self.batch_in_epoch = state["batch_in_epoch"]
         self.partial = state["partial"]
         self.history = History(state["history"])
-        for cb, s in zip(self.callbacks, state["callbacks"]):
+        # the k-th callback of a type gets the state of the k-th one of that type that was
+        # saved (as Lightning keys callback states by class): a callback added on resume starts
+        # fresh, a saved one no longer passed is dropped
+        saved = {}
+        for i, s in enumerate(state["callbacks"]):
+            saved.setdefault(s["type"], []).append((i, s["state"]))
+        for cb in self.callbacks:
+            queue = saved.get(type(cb).__name__)
+            if not queue:
+                continue
+            i, s = queue.pop(0)
             cb.load_state(s)
+            prefix = f"callbacks/{i}/"
+            cb.load_arrays({k[len(prefix):]: v for k, v in ckpt["extra"].items()
+                            if k.startswith(prefix)})
 
     # ---------------------------------------------------------------- one batch
     def _side_state(self) -> tuple:
@@ -225,7 +262,9 @@ class Trainer:
                 self.history.append(logs)
                 # one statement, so an interrupt never sees the new epoch with the old position
                 self.epoch, self.batch_in_epoch, self.partial = self.epoch + 1, 0, {}
-                for cb in self.callbacks:
+                # checkpoints last, so that what they save holds the other callbacks' state
+                # after this epoch (EarlyStopping's best, say)
+                for cb in sorted(self.callbacks, key=lambda c: isinstance(c, ModelCheckpoint)):
                     cb.on_epoch_end(self.epoch - 1, logs)
                 if self.verbose and val is not None:
                     print("  " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()
