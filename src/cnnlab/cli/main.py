@@ -16,30 +16,27 @@ class CLIError(Exception):
     """A user mistake: printed as one line, exit status 2."""
 
 
-def _positive_int(name):
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be an integer >= 1; received {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; received {value}")
         return value
 
     return parse
+
+
+def _positive_int(name):
+    return _int_at_least(1)
 
 
 def _nonnegative_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be an integer >= 0; received {value}")
-        return value
-
-    return parse
+    return _int_at_least(0)
 
 
 def _nonnegative_float(name):
