@@ -25,7 +25,9 @@ __all__ = ["pair", "resolve_padding", "output_size", "windows", "pad_nhwc"]
 
 def pair(value, name: str, op: str, minimum: int = 1) -> tuple[int, int]:
     """``value`` (an int or a pair of ints) as (for height, for width), each >= ``minimum``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if type(value) is int:  # the common case first: isinstance against numbers.Integral is slow
+        out = (value, value)
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
         out = (int(value), int(value))
     elif (
         isinstance(value, (tuple, list))
