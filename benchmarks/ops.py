@@ -1,10 +1,13 @@
 """Forward+backward time of conv2d, cnnlab vs PyTorch CPU, in one process.
 
-    python benchmarks/ops.py [--rounds 7] [--threads 2]
+    python benchmarks/ops.py [--rounds 7] [--threads 2] [--settle 0.3]
 
 For each shape: the median over ``rounds`` alternating rounds (cnnlab, then torch) of one
-forward and backward pass with gradients for input, weights and bias. Ratio = cnnlab / torch
-time (lower is better; below 1 cnnlab is faster). Not a test: speed lives here.
+forward and backward pass with gradients for input, weights and bias, each round the best of 3
+calls after a pause of --settle seconds (the worker threads of the side that just ran busy-wait
+for a while before they sleep; without the pause they share the cores with the other side's
+calls, which then measure slower than they are). Ratio = cnnlab / torch time (lower is better;
+below 1 cnnlab is faster). Not a test: speed lives here.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ SHAPES = [
 ]
 
 
-def _time(fn, repeat: int = 3) -> float:
+def _time(fn, settle: float, repeat: int = 3) -> float:
+    time.sleep(settle)  # let the other side's worker threads go idle
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -39,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--settle", type=float, default=0.3)
     args = ap.parse_args()
     import torch
     from threadpoolctl import threadpool_limits
@@ -70,11 +75,12 @@ def main() -> None:
             ours(), theirs()  # warm-up
             a, t = [], []
             for _ in range(args.rounds):
-                a.append(_time(ours))
-                t.append(_time(theirs))
+                a.append(_time(ours, args.settle))
+                t.append(_time(theirs, args.settle))
             ma, mt = statistics.median(a), statistics.median(t)
             rows.append((name, ma * 1e3, mt * 1e3, ma / mt))
-    print(f"threads={args.threads}, rounds={args.rounds}, float32, forward+backward")
+    print(f"threads={args.threads}, rounds={args.rounds}, settle={args.settle}s, float32, "
+          "forward+backward")
     print(f"{'shape':34} {'cnnlab ms':>10} {'torch ms':>10} {'ratio':>7}")
     for name, ma, mt, r in rows:
         print(f"{name:34} {ma:10.2f} {mt:10.2f} {r:7.2f}")

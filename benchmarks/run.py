@@ -1,6 +1,7 @@
 """cnnlab vs PyTorch CPU (eager), side by side in one process. Not a test.
 
-    python benchmarks/run.py [--rounds 5] [--threads 2] [--only lenet,resnet,infer,conv,ref]
+    python benchmarks/run.py [--rounds 5] [--threads 2] [--settle 0.3]
+                             [--only lenet,resnet,infer,conv,ref,mem]
 
 (a) LeNet-5 training, MNIST shapes, batch 128, Adam;
 (b) ResNet-20 training, 32x32x3, batch 64, SGD with momentum, batch norm;
@@ -10,7 +11,9 @@
 (e) the nested-loop reference convolution on one small layer, the course's starting point.
 
 Same thread count on both sides (torch.set_num_threads and threadpoolctl for NumPy's BLAS), the
-same data and architecture; rounds alternate cnnlab / torch and the table shows the median.
+same data and architecture; rounds alternate cnnlab / torch, with a pause before each side's
+calls (--settle, so that neither side's idle-spinning worker threads slow the other), and the
+table shows the median.
 "ratio" is cnnlab throughput / torch throughput (higher is better; > 1 means cnnlab is faster);
 for latency rows it is cnnlab time / torch time (lower is better). Peak memory of a training run
 is measured per side in a fresh child process (peak RSS growth during 20 training steps).
@@ -85,13 +88,23 @@ def torch_resnet20(torch, num_classes=10):
 
 
 # ------------------------------------------------------------------ timing helpers
+SETTLE_S = 0.3  # set by --settle
+
+
 def _median_rounds(fns: dict, rounds: int, repeat: int) -> dict:
-    """Alternate the functions each round; best of ``repeat`` calls per round; median of rounds."""
+    """Alternate the functions each round; best of ``repeat`` calls per round; median of rounds.
+
+    Before each side's calls, a pause of SETTLE_S seconds: the worker threads of the side that
+    just ran (OpenBLAS's, OpenMP's) busy-wait for a while before they sleep, and a call of the
+    other side right after shares the cores with them. Without the pause torch's LeNet-5 step
+    measured ~33 ms in alternation against 16-25 ms alone; with it, 15-19 ms.
+    """
     times = {k: [] for k in fns}
     for f in fns.values():
         f()  # warm-up
     for _ in range(rounds):
         for k, f in fns.items():
+            time.sleep(SETTLE_S)
             best = float("inf")
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -273,8 +286,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="lenet,resnet,infer,conv,ref,mem")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds of pause before each side's timed calls")
     ap.add_argument("--memory-child", nargs=2, metavar=("SIDE", "MODEL"))
     args = ap.parse_args()
+    global SETTLE_S
+    SETTLE_S = args.settle
     from threadpoolctl import threadpool_limits
 
     if args.memory_child:

@@ -105,6 +105,41 @@ def _case_id(c):
     return f"s{s}-p{p}-d{d}-g{g}-k{kh}x{kw}-b{int(bias)}-n{n}".replace(" ", "")
 
 
+@pytest.mark.parametrize("chunk_images", [1, 2])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups,c_in,c_out,kernel",
+    [
+        (1, "same", 1, 1, 1, 3, (3, 3)),  # one input channel: the tap-by-tap copy
+        (1, 1, 1, 1, 2, 6, (3, 2)),  # C_out >= 2 C_in: dA_prev by the fold
+        (1, "valid", 2, 1, 4, 3, (2, 3)),  # dA_prev by the flipped kernel, dilated
+        (2, "same", 1, 1, 3, 4, (3, 3)),  # stride 2: dA_prev by col2im
+        ((2, 1), 2, 1, 2, 4, 6, (3, 3)),  # groups, an uneven stride
+        (1, "valid", 1, 4, 4, 4, (3, 3)),  # depthwise
+    ],
+)
+def test_batch_chunks_match_reference(monkeypatch, chunk_images, stride, padding, dilation,
+                                      groups, c_in, c_out, kernel):
+    """Forward and backward walk the batch in chunks; with chunks of one or two images (a
+    short last chunk of 5) the results are those of the nested loops."""
+    kh, kw = kernel
+    rng = np.random.default_rng(chunk_images)
+    x = rng.normal(size=(5, 8, 7, c_in))
+    w = rng.normal(size=(kh, kw, c_in // groups, c_out))
+    b = rng.normal(size=c_out)
+    z_ref, cache = conv_forward(x, w, b, stride, padding, dilation, groups)
+    oh, ow = z_ref.shape[1:3]
+    per_image = oh * ow * kh * kw * (c_in // groups) * 8  # bytes of one image's windows
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_images * per_image)
+    gy = rng.normal(size=z_ref.shape)
+    y, gx, gw, gb = run_conv(x, w, b, gy, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups)
+    dA, dW, db = conv_backward(gy, cache)
+    assert_rel(y, z_ref, 1e-10, "forward")
+    assert_rel(gx, dA, 1e-10, "dA_prev")
+    assert_rel(gw, dW, 1e-10, "dW")
+    assert_rel(gb, db, 1e-10, "db")
+
+
 def test_grid_covers_every_pair_of_options():
     for a, b in itertools.combinations(range(len(AXES)), 2):
         seen = {(case[a], case[b]) for case in GRID}

@@ -9,18 +9,22 @@ Forward, per example n, output position (i, j) and filter o (the notes' Z = W * 
     Z[n, i, j, o] = b[o] + sum_{u, v, c} A_pad[n, i*s + u*d, j*s + v*d, g*Cg + c] * W[u, v, c, o]
 
 where g = o // Og is the group of filter o. Vectorised: the windows of the padded input are a
-strided view, copied once into a matrix ``cols`` (M, K), and one BLAS product gives Z.
+strided view, copied into a matrix ``cols`` (M, K), and one BLAS product gives Z = cols @ W.
+The batch is walked in chunks of a few images, so that each chunk's cols (about 2 MB) is still
+in the processor's cache when the product reads it, and cols is never built whole.
 
 Backward, with gy = dZ:
 
     db = sum_{n, i, j} dZ[n, i, j, :]
-    dW = cols^T @ dZ                      (K, C_out): each weight sees every window it met
+    dW = cols^T @ dZ                      (K, C_out): each weight sees every window it met;
+                                          cols is built again, chunk by chunk, from A_prev
+                                          (kept by the graph anyway) instead of being kept
     dA_prev = W @ dZ for every window, summed back onto the pixels each window covered.
-              Stride 1: one product G = W dZ^T, then KH*KW shifted slab adds on a flat
-              layout (col2im without a pixel loop). Stride > 1 or groups: a stride-1
-              convolution of dZ (s-1 zeros inserted between rows and columns, padded by
-              d(K-1)) with the kernel flipped in space and transposed in channels — windows
-              plus one product. Neither loops over pixels or examples.
+              Stride 1, C_out >= 2 C_in: one product G = W dZ^T, then KH*KW shifted slab adds
+              on a flat layout (fold). Other stride 1: the forward convolution applied to dZ
+              padded by d(K-1) - p, with the kernel flipped in space and transposed in channels.
+              Stride > 1: one product P = dZ W^T for every window and tap, then one strided
+              add per tap (col2im). None loops over pixels or examples.
 """
 
 from __future__ import annotations
@@ -30,10 +34,18 @@ import numbers
 import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
-from cnnlab.ops.geometry import output_size, pad_nhwc, pair, resolve_padding, windows
+from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
+
+
+# The window matrix of a whole batch is large (M x K values: 38 MB for a 3x3 16->16 layer on
+# 64 images of 32x32), so it is never built whole: forward and backward walk the batch in chunks
+# whose window matrix is about this many bytes, small enough to stay in the processor's cache
+# between the copy that builds it and the product that reads it. Nothing is kept from forward to
+# backward but the input itself, which the graph holds anyway; backward builds the windows again.
+_CHUNK_BYTES = 1 << 21
 
 
 class Conv2d(Function):
@@ -47,63 +59,132 @@ class Conv2d(Function):
         n, h, wd, c_in = x.shape
         kh, kw, cg, c_out = w.shape
         g = self.groups
-        self.x_shape, self.w = x.shape, w
-        x_pad = pad_nhwc(x, self.pads)  # (N, Hp, Wp, C_in)
-        win = windows(x_pad, (kh, kw), self.stride, self.dilation)  # (N, OH, OW, KH, KW, C_in)
-        oh, ow = win.shape[1], win.shape[2]
-        self.out_hw = (oh, ow)
-        m = n * oh * ow
-        if g == 1 and c_in == 1:
-            # one channel (a grayscale first layer): copying tap by tap is ~4x faster than
-            # copying the 6-D view, whose innermost run is a single number
-            taps = np.empty((kh, kw, n, oh, ow), dtype=x.dtype)  # (KH, KW, N, OH, OW)
-            for u in range(kh):
-                for v in range(kw):
-                    taps[u, v] = win[:, :, :, u, v, 0]
-            cols = taps.reshape(kh * kw, m).T  # (M, K) as a transposed view, no copy
-            z = cols @ w.reshape(kh * kw, c_out)  # (M, K) @ (K, C_out) -> (M, C_out)
-        elif g == 1:
-            cols = win.reshape(m, kh * kw * c_in)  # (M, K) — the one copy of the input
-            z = cols @ w.reshape(kh * kw * cg, c_out)  # (M, K) @ (K, C_out) -> (M, C_out)
+        (sh, sw), (dh, dw), (ph, pw) = self.stride, self.dilation, self.pads
+        oh, ow = output_size(h, kh, sh, ph, dh), output_size(wd, kw, sw, pw, dw)
+        self.x_shape, self.w, self.out_hw = x.shape, w, (oh, ow)
+        self.x = x if self.needs_grad[1] else None  # the cache for dW: windows are rebuilt from it
+        z = np.empty((n, oh, ow, c_out), dtype=x.dtype)  # (N, OH, OW, C_out)
+        if g == 1:
+            w2 = w.reshape(kh * kw * cg, c_out)  # (K, C_out)
         else:
-            og = c_out // g
-            cols = win.reshape(m, kh * kw, g, cg).transpose(2, 0, 1, 3)  # (G, M, KH*KW, Cg)
-            cols = cols.reshape(g, m, kh * kw * cg)  # (G, M, K) copied per group
-            wg = w.reshape(kh * kw * cg, g, og).transpose(1, 0, 2)  # (G, K, Og)
-            z = np.matmul(cols, wg)  # (G, M, Og)
-            z = z.transpose(1, 0, 2).reshape(m, c_out)  # (M, C_out), filters of group g together
-        self.cols = cols if self.needs_grad[1] else None  # the cache for dW
+            wg = w.reshape(kh * kw * cg, g, c_out // g).transpose(1, 0, 2)  # (G, K, Og)
+        for chunk, cols in self._cols_by_chunk(x):  # (Mc, K), groups: (G, Mc, K)
+            zc = z[chunk].reshape(-1, c_out)  # (Mc, C_out), a view into z
+            if g == 1:
+                np.matmul(cols, w2, out=zc)  # (Mc, K) @ (K, C_out)
+            else:
+                zg = np.matmul(cols, wg)  # (G, Mc, Og)
+                zc[...] = zg.transpose(1, 0, 2).reshape(-1, c_out)  # filters of group g together
         if b is not None:
-            z += b
-        return z.reshape(n, oh, ow, c_out)
+            # b repeated along an image row: the add then runs over whole rows of OW*C_out
+            # values (broadcasting b over (M, C_out) runs over rows of only C_out values)
+            z_rows = z.reshape(n * oh, ow * c_out)  # (N*OH, OW*C_out), a view
+            z_rows += np.tile(b, ow)
+        return z
+
+    def _batch_chunks(self, n: int) -> list:
+        """Slices of the batch whose window matrix is about _CHUNK_BYTES (at least one image).
+
+        The input gradient's buffers (fold, col2im) are about the size of the window matrix,
+        so the same chunks serve backward.
+        """
+        kh, kw, cg, _ = self.w.shape
+        oh, ow = self.out_hw
+        per_image = oh * ow * kh * kw * cg * self.w.itemsize  # bytes of one image's windows
+        step = max(1, _CHUNK_BYTES // per_image)
+        return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+    def _cols_by_chunk(self, x: np.ndarray):
+        """Yield (chunk, cols) for each batch chunk: the chunk's window matrix, row (n, i, j)
+        holding window (i, j) of image n.
+
+        cols is (Mc, K), Mc = images in the chunk * OH * OW, columns ordered (u, v, c) like
+        W.reshape(K, C_out); with groups (G, Mc, K), group g's channels only. One padded buffer
+        and one cols buffer serve every chunk (the padding border stays zero), so a cols is
+        valid only until the next one is asked for.
+        """
+        n, h, wd, c_in = x.shape
+        kh, kw, cg, _ = self.w.shape
+        g, ((pt, pb), (pl, pr)), (oh, ow) = self.groups, self.pads, self.out_hw
+        chunks = self._batch_chunks(n)
+        if not chunks:  # an empty batch
+            return
+        if pt or pb or pl or pr:
+            x_pad = np.zeros((chunks[0].stop, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
+        else:
+            x_pad = x  # no padding: the windows of the whole batch, sliced per chunk
+        win = windows(x_pad, (kh, kw), self.stride, self.dilation)  # (., OH, OW, KH, KW, C_in)
+        buf, buf_rows = None, 0
+        for chunk in chunks:
+            k = chunk.stop - chunk.start  # images in this chunk
+            if x_pad is x:
+                src = win[chunk]  # (k, OH, OW, KH, KW, C_in), a view
+            else:
+                x_pad[:k, pt : pt + h, pl : pl + wd] = x[chunk]  # the interior only
+                src = win[:k]
+            if buf_rows != k * oh * ow:  # first chunk, or a shorter last one
+                buf_rows = k * oh * ow
+                buf = np.empty(
+                    (kh, kw, buf_rows) if c_in == 1 and g == 1 else (g, buf_rows, kh * kw * cg),
+                    dtype=x.dtype,
+                )
+            if g == 1 and c_in == 1:
+                # one channel (a grayscale first layer): copying tap by tap is ~4x faster than
+                # copying the 6-D view, whose innermost run is a single number
+                taps = buf.reshape(kh, kw, k, oh, ow)  # (KH, KW, k, OH, OW)
+                for u in range(kh):
+                    for v in range(kw):
+                        taps[u, v] = src[:, :, :, u, v, 0]
+                yield chunk, buf.reshape(kh * kw, -1).T  # (Mc, K) as a transposed view
+            elif g == 1:
+                buf.reshape(k, oh, ow, kh, kw, c_in)[...] = src  # the copy of the windows
+                yield chunk, buf[0]  # (Mc, K)
+            else:
+                src = src.reshape(k, oh, ow, kh, kw, g, cg).transpose(5, 0, 1, 2, 3, 4, 6)
+                buf.reshape(g, k, oh, ow, kh, kw, cg)[...] = src  # (G, k, OH, OW, KH, KW, Cg)
+                yield chunk, buf  # (G, Mc, K)
 
     # ------------------------------------------------------------------ backward
     def backward(self, gy):
-        n, h, wd, c_in = self.x_shape
         kh, kw, cg, c_out = self.w.shape
-        g, (oh, ow) = self.groups, self.out_hw
-        m = n * oh * ow
-        gy2 = gy.reshape(m, c_out)  # (M, C_out)
+        g, og = self.groups, c_out // self.groups
         gx = gw = gb = None
         if len(self.needs_grad) > 2 and self.needs_grad[2]:
-            gb = gy2.sum(axis=0)  # (C_out,)
+            # summed over image rows first (N*OH, OW*C_out), whose long rows NumPy adds fast
+            ow = self.out_hw[1]
+            gb = gy.reshape(-1, ow * c_out).sum(axis=0).reshape(ow, c_out).sum(axis=0)  # (C_out,)
         if self.needs_grad[1]:
-            if g == 1:
-                gw = (self.cols.T @ gy2).reshape(self.w.shape)  # (K, M) @ (M, C_out)
-            else:
-                og = c_out // g
-                gyg = gy2.reshape(m, g, og).transpose(1, 0, 2)  # (G, M, Og)
-                gwg = np.matmul(self.cols.transpose(0, 2, 1), gyg)  # (G, K, Og)
-                gw = gwg.transpose(1, 0, 2).reshape(self.w.shape)  # (KH, KW, Cg, C_out)
-            self.cols = None
+            # dW = cols^T dZ, summed chunk by chunk over windows built again from the input
+            gw = np.zeros((g, kh * kw * cg, og), dtype=gy.dtype)  # (G, K, Og)
+            for chunk, cols in self._cols_by_chunk(self.x):  # (Mc, K), groups: (G, Mc, K)
+                gy2 = gy[chunk].reshape(-1, c_out)  # (Mc, C_out)
+                if g == 1:
+                    gw[0] += cols.T @ gy2  # (K, Mc) @ (Mc, C_out)
+                else:
+                    gyg = gy2.reshape(-1, g, og).transpose(1, 0, 2)  # (G, Mc, Og)
+                    gw += np.matmul(cols.transpose(0, 2, 1), gyg)  # (G, K, Mc) @ (G, Mc, Og)
+            gw = gw.transpose(1, 0, 2).reshape(self.w.shape)  # (KH, KW, Cg, C_out)
         if self.needs_grad[0]:
-            # the fold writes KH*KW*C_in values per position, the flipped-kernel product copies
-            # KH*KW*C_out: pick the smaller (measured in benchmarks/ops.py)
-            if self.stride == (1, 1) and g == 1 and 2 * c_in <= c_out:
-                gx = self._input_grad_fold(gy)
-            else:
-                gx = self._input_grad(gy)
+            gx = self._input_grad(gy)  # (N, H, W, C_in)
         return gx, gw, gb
+
+    def _input_grad(self, gy: np.ndarray) -> np.ndarray:
+        """dA_prev (N, H, W, C_in) by whichever of three equal formulas is fastest here.
+
+        Stride 1: the fold writes KH*KW*C_in values per position, the flipped-kernel
+        convolution copies KH*KW*C_out: the fold when C_out >= 2 C_in, else the convolution.
+        Stride > 1: the scatter of each tap (col2im), whose product is no bigger than the
+        forward's. (Measured in benchmarks/ops.py and benchmarks/run.py.) The convolution walks
+        the batch in chunks itself; the other two are given one chunk at a time.
+        """
+        c_in, c_out = self.x_shape[3], self.w.shape[3]
+        if self.stride == (1, 1) and (self.groups > 1 or 2 * c_in > c_out):
+            return self._input_grad_flip(gy)
+        by_chunk = self._input_grad_fold if self.stride == (1, 1) else self._input_grad_col2im
+        gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
+        for chunk in self._batch_chunks(gy.shape[0]):
+            gx[chunk] = by_chunk(gy[chunk])  # (k, H, W, C_in)
+        return gx
 
     def _input_grad_fold(self, gy: np.ndarray) -> np.ndarray:
         """dA_prev for stride 1: one product for every tap, then KH*KW shifted adds (col2im).
@@ -115,7 +196,7 @@ class Conv2d(Function):
         G = W @ dZ^T gives every tap's contribution, and each tap is added to the flat,
         channel-major gradient as one contiguous slab — no loop over pixels.
         """
-        n, h, wd, c_in = self.x_shape
+        n, (_, h, wd, c_in) = gy.shape[0], self.x_shape  # n: this chunk's images
         kh, kw, cg, c_out = self.w.shape
         (dh, dw), ((pt, pb), (pl, pr)) = self.dilation, self.pads
         oh, ow = self.out_hw
@@ -135,41 +216,55 @@ class Conv2d(Function):
         gx = gx_pad[:, :, pt : pt + h, pl : pl + wd].transpose(1, 2, 3, 0)  # (N, H, W, C_in)
         return np.ascontiguousarray(gx)
 
-    def _input_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dA_prev as a stride-1 convolution of the spread-out dZ with the flipped kernel."""
-        n, h, wd, c_in = self.x_shape
+    def _input_grad_col2im(self, gy: np.ndarray) -> np.ndarray:
+        """dA_prev for any stride: one product for every tap, then one strided add per tap.
+
+        Window (i, j) covered padded pixel (i*sh + u*dh, j*sw + v*dw) through tap (u, v); it
+        sends back P[n, i, j, u, v] = W[u, v] @ dZ[n, i, j]. All taps at once are one product
+        P = dZ @ W^T (per group), and tap (u, v) of every window lands on the strided grid of
+        rows u*dh, u*dh + sh, ... and columns v*dw, v*dw + sw, ...: KH*KW adds, no pixel loop.
+        """
+        n, (_, h, wd, c_in) = gy.shape[0], self.x_shape  # n: this chunk's images
         kh, kw, cg, c_out = self.w.shape
-        (sh, sw), (dh, dw), g = self.stride, self.dilation, self.groups
-        (pt, pb), (pl, pr) = self.pads
+        g, og = self.groups, c_out // self.groups
+        (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = self.stride, self.dilation, self.pads
         oh, ow = self.out_hw
-        hp, wp = h + pt + pb, wd + pl + pr
-        # dZ spread out to the padded input's grid: gz[n, dh*(KH-1) + i*sh, ...] = dZ[n, i, ...],
-        # zeros elsewhere; height Hp + dh*(KH-1) so that every input row sees all KH taps.
-        eh, ew = dh * (kh - 1), dw * (kw - 1)
-        if sh == sw == 1 and eh == ew == 0:
-            gz = gy  # 1x1 kernel, stride 1: nothing to spread
-        else:
-            gz = np.zeros((n, hp + eh, wp + ew, c_out), dtype=gy.dtype)
-            gz[:, eh : eh + (oh - 1) * sh + 1 : sh, ew : ew + (ow - 1) * sw + 1 : sw, :] = gy
-        # only the rows/columns of the unpadded input are needed: start the windows at (pt, pl)
-        gz = gz[:, pt : pt + h + eh, pl : pl + wd + ew, :]  # (N, H + eh, W + ew, C_out)
-        win = windows(gz, (kh, kw), (1, 1), (dh, dw))  # (N, H, W, KH, KW, C_out)
-        rows = n * h * wd
-        # flipped kernel: Wf[u, v, o, c] = W[KH-1-u, KW-1-v, c, o]
-        w_flip = self.w[::-1, ::-1]  # (KH, KW, Cg, C_out)
-        if g == 1:
-            cols = win.reshape(rows, kh * kw * c_out)  # (N*H*W, KH*KW*C_out)
-            wf = w_flip.transpose(0, 1, 3, 2).reshape(kh * kw * c_out, c_in)  # (KH*KW*C_out, C_in)
-            gx = cols @ wf  # (N*H*W, C_in)
-        else:
-            og = c_out // g
-            cols = win.reshape(rows, kh * kw, g, og).transpose(2, 0, 1, 3)  # (G, NHW, KH*KW, Og)
-            cols = cols.reshape(g, rows, kh * kw * og)  # (G, NHW, KH*KW*Og)
-            wf = w_flip.reshape(kh, kw, cg, g, og).transpose(3, 0, 1, 4, 2)  # (G, KH, KW, Og, Cg)
-            wf = wf.reshape(g, kh * kw * og, cg)  # (G, KH*KW*Og, Cg)
-            gx = np.matmul(cols, wf)  # (G, NHW, Cg)
-            gx = gx.transpose(1, 0, 2).reshape(rows, c_in)  # (N*H*W, C_in)
-        return gx.reshape(n, h, wd, c_in)
+        gyg = gy.reshape(n * oh * ow, g, og).transpose(1, 0, 2)  # (G, M, Og)
+        wg = self.w.reshape(kh * kw * cg, g, og).transpose(1, 2, 0)  # (G, Og, K)
+        prod = np.matmul(gyg, wg)  # (G, M, K): P for every window and tap
+        prod = prod.reshape(g, n, oh, ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)
+        prod = prod.reshape(n, oh, ow, kh, kw, c_in)  # (N, OH, OW, KH, KW, C_in)
+        gx_pad = np.zeros((n, h + pt + pb, wd + pl + pr, c_in), dtype=gy.dtype)  # (N, Hp, Wp, C_in)
+        for u in range(kh):
+            for v in range(kw):
+                rows = slice(u * dh, u * dh + (oh - 1) * sh + 1, sh)  # OH rows
+                cols = slice(v * dw, v * dw + (ow - 1) * sw + 1, sw)  # OW columns
+                gx_pad[:, rows, cols, :] += prod[:, :, :, u, v, :]  # (N, OH, OW, C_in)
+        return gx_pad[:, pt : pt + h, pl : pl + wd, :]  # (N, H, W, C_in)
+
+    def _input_grad_flip(self, gy: np.ndarray) -> np.ndarray:
+        """dA_prev for stride 1 as a convolution of dZ with the flipped, transposed kernel.
+
+        Input pixel (p, q) met output (i, j) through tap (u, v) when p = i + u*dh - pt, so
+
+            dA_prev[n, p, q, c] = sum_{u', v', o} dZ_pad[n, p + u'dh, q + v'dw, o] Wt[u', v', o, c]
+
+        with Wt[u', v', o, c] = W[KH-1-u', KW-1-v', c, o] (per group) and dZ padded by
+        d(K-1) - p on each side: the forward pass above, run on dZ (a negative padding, when
+        p > d(K-1), crops dZ instead).
+        """
+        kh, kw, cg, c_out = self.w.shape
+        g, (dh, dw), ((pt, pb), (pl, pr)) = self.groups, self.dilation, self.pads
+        top, bottom = dh * (kh - 1) - pt, dh * (kh - 1) - pb
+        left, right = dw * (kw - 1) - pl, dw * (kw - 1) - pr
+        oh, ow = gy.shape[1:3]
+        gy = gy[:, max(-top, 0) : oh - max(-bottom, 0), max(-left, 0) : ow - max(-right, 0)]
+        wt = self.w[::-1, ::-1].reshape(kh, kw, cg, g, c_out // g)  # (KH, KW, Cg, G, Og) flipped
+        wt = wt.transpose(0, 1, 4, 3, 2).reshape(kh, kw, c_out // g, g * cg)  # (KH, KW, Og, C_in)
+        pads = ((max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)))
+        op = Conv2d((1, 1), pads, self.dilation, g)
+        op.needs_grad = (False, False)
+        return op.forward(gy, wt)  # (N, H, W, C_in)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -192,7 +287,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
         OH = floor((H + p_top + p_bottom - d(KH - 1) - 1) / s) + 1, likewise OW.
 
     Gradients (gy = dZ):
-        db = sum over N, OH, OW of dZ;  dW = cols^T dZ;  dA_prev = conv(spread(dZ), flip(W)^T).
+        db = sum over N, OH, OW of dZ;  dW = cols^T dZ;  dA_prev = col2im(dZ W^T), which for
+        stride 1 is also conv(dZ padded by d(K-1) - p, W flipped in space, transposed).
 
     >>> import numpy as np, cnnlab as cl
     >>> from cnnlab import functional as F

@@ -11,8 +11,8 @@ Speed, without a Python loop over pixels or batch items: a window max or sum is 
 (reduce the KH rows, then the KW columns: KH + KW - 2 whole-array ufunc calls on strided views).
 Backward sends each window's gradient back to its cells: one broadcast and reshape when the
 windows tile the input (stride == size), otherwise the adjoint of the two separable stages
-(KH + KW strided adds) for average and L_p, and one strided add per tap (KH * KW) for max,
-which needs each tap's mask.
+(KH + KW strided adds) for average and L_p. Max needs each tap's mask: one strided write per
+tap (KH * KW) when the windows tile the input, one strided add per tap otherwise.
 """
 
 from __future__ import annotations
@@ -122,15 +122,19 @@ class MaxPooling2D(Function):
     def backward(self, gy):
         (kh, kw), x_pad, y = self.size, self.x_pad, self.y
         free = np.ones(y.shape, bool)  # (N, OH, OW, C): the window's max is still unclaimed
-        if self.size == self.stride:  # non-overlapping tiles: one mask, then a reshape
-            hit = _tiles(x_pad, self.size, self.out_hw) == y[:, :, None, :, None, :]
+        if self.size == self.stride:  # non-overlapping tiles: each tap writes its own cells
+            (oh, ow), (hp, wp) = self.out_hw, x_pad.shape[1:3]
+            # every cell of the tiles is written below; only cells past them need zeros
+            tiled = (oh * kh, ow * kw) == (hp, wp)
+            gx_pad = (np.empty if tiled else np.zeros)(x_pad.shape, gy.dtype)  # (N, Hp, Wp, C)
+            x_tiles = _tiles(x_pad, self.size, self.out_hw)  # (N, OH, KH, OW, KW, C), a view
+            g_tiles = _tiles(gx_pad, self.size, self.out_hw)  # the same cells of gx_pad
             for u in range(kh):  # keep the first max of each window only
                 for v in range(kw):
-                    first = hit[:, :, u, :, v, :]  # (N, OH, OW, C), a view into hit
+                    first = x_tiles[:, :, u, :, v, :] == y  # (N, OH, OW, C), contiguous
                     first &= free
                     free ^= first
-            g = gy[:, :, None, :, None, :] * hit  # (N, OH, KH, OW, KW, C)
-            gx_pad = _untile(g, x_pad.shape[1:3])  # (N, Hp, Wp, C)
+                    np.multiply(gy, first, out=g_tiles[:, :, u, :, v, :])  # tap (u, v) cells
         else:  # overlapping windows or gaps: one strided add per tap
             taps = windows(x_pad, self.size, self.stride)  # (N, OH, OW, KH, KW, C)
             gx_pad = np.zeros(x_pad.shape, gy.dtype)  # (N, Hp, Wp, C)
