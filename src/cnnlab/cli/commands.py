@@ -17,6 +17,9 @@ from cnnlab.cli.setup import (
     parse_shape,
 )
 
+__all__ = ["cmd_train", "cmd_evaluate", "cmd_predict", "cmd_summary", "cmd_gradcheck",
+           "user_errors", "write_json"]
+
 
 @contextlib.contextmanager
 def user_errors():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cnnlab.cli.main import CLIError
 
+__all__ = ["parse_shape", "build_model", "load_dataset", "model_from_checkpoint"]
+
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
 
 

@@ -13,6 +13,8 @@ from cnnlab.cli.commands import write_json
 from cnnlab.cli.main import CLIError
 from cnnlab.cli.setup import build_model, load_dataset, model_from_checkpoint
 
+__all__ = ["run_training", "test_metrics"]
+
 DEFAULTS = {
     "model": "lenet5",
     "dataset": "mnist",
