@@ -264,3 +264,13 @@ def test_gradcheck_model_restores_batch_norm_statistics():
     assert result < 1e-7, result.describe()
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_comparisons_are_elementwise_without_gradient():
+    a = cl.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    b = cl.tensor(np.array([1.0, 0.0, 3.0]))
+    np.testing.assert_array_equal(a == b, [True, False, True])
+    np.testing.assert_array_equal(a != b, [False, True, False])
+    np.testing.assert_array_equal(a == 2.0, [False, True, False])
+    np.testing.assert_array_equal(a > b, [False, True, False])
+    assert len({a, b}) == 2  # still hashable by identity

@@ -282,7 +282,14 @@ class Tensor:
 
         return getitem(self, index)
 
-    # comparisons give plain boolean arrays: they have no gradient
+    # comparisons give plain boolean arrays, elementwise as in NumPy and PyTorch: they have no
+    # gradient. (So membership tests on lists of tensors must compare identity: ``is``.)
+    def __eq__(self, other):
+        return self.data == _raw(other)
+
+    def __ne__(self, other):
+        return self.data != _raw(other)
+
     def __lt__(self, other):
         return self.data < _raw(other)
 

@@ -236,7 +236,7 @@ class Optimizer:
             missing = sorted(set(self.state_spec) - set(entries))
             if missing:
                 raise ValueError(
-                    f"{where}: parameter {params.index(p)} lacks state entries {missing}"
+                    f"{where}: parameter {_position(params, p)} lacks state entries {missing}"
                 )
         for group, settings in zip(self.param_groups, new_settings):
             group.update(settings)
@@ -313,3 +313,8 @@ def with_l2(p: Tensor, g: np.ndarray, weight_decay: float) -> np.ndarray:
     if weight_decay == 0 or not decays(p):
         return g
     return g + weight_decay * p.data
+
+
+def _position(params: list, p) -> int:
+    """Index of ``p`` in ``params`` by identity (a Tensor's == is elementwise)."""
+    return next(i for i, q in enumerate(params) if q is p)
