@@ -121,17 +121,19 @@ class Conv2d(Function):
     def _band_width(self) -> int:
         """B, the output columns per block of the banded method, or 0 where it is not used.
 
-        B is the largest divisor of OW up to 2 KW, so blocks tile the row and the wasted
-        multiplications stay under (3 KW - 1)/KW. Measured (ms, fwd+bwd, new/old): LeNet
-        conv2 (OW 10) B = 2 / 5 / 10: 0.83 / 0.68 / 0.60-0.70; conv1 (OW 28) B = 4 / 7 / 28:
-        1.04 / 0.85 / 0.76; 3->16 3x3 (OW 32) B = 2 / 4 / 32: 0.98 / 0.84 / 1.44.
+        B divides OW, so blocks tile the row: the largest divisor in [KW, 2 KW) (wasted
+        multiplications under (3 KW - 1)/KW, blocks long enough for a good product), else the
+        largest up to 2 KW. Measured (fwd+bwd, new/old time): LeNet conv2 (OW 10) B = 2 / 5 /
+        10: 0.83 / 0.68 / 0.60-0.70, and in one process 5.86 / 4.99 / 5.50 ms; conv1 (OW 28)
+        B = 4 / 7 / 28: 1.04 / 0.85 / 0.76; 3->16 3x3 (OW 32) B = 2 / 4 / 32: 0.98 / 0.84 / 1.44.
         """
         kh, kw, c_in, c_out = self.w.shape
         ow = self.out_hw[1]
         if (self.stride != (1, 1) or self.groups != 1 or c_in > _BAND_MAX_CIN
                 or c_out > _BAND_MAX_COUT or kw < _BAND_MIN_KW):
             return 0
-        return max(d for d in range(1, min(2 * kw, ow) + 1) if ow % d == 0)
+        divisors = [d for d in range(1, min(2 * kw - 1, ow) + 1) if ow % d == 0]
+        return max(d for d in divisors if d >= kw) if divisors[-1] >= kw else divisors[-1]
 
     def _band_matrix(self) -> np.ndarray:
         """T (KH*Q*C_in, B*C_out), the kernel laid along a block of B output columns.
