@@ -169,26 +169,14 @@ class Conv2d(Function):
         the KH input rows (each Q pixels wide) that block b of output row i reads. Like
         _cols_by_chunk, one padded buffer and one rows buffer serve every chunk.
         """
-        n, h, wd, c_in = x.shape
+        c_in = x.shape[3]
         kh, kw, _, _ = self.w.shape
-        ((pt, pb), (pl, pr)), (oh, ow), bw = self.pads, self.out_hw, self.band
+        (oh, ow), bw = self.out_hw, self.band
         q = bw + self.dilation[1] * (kw - 1)
-        chunks = self._band_chunks(n)
-        if not chunks:  # an empty batch
-            return
-        if pt or pb or pl or pr:
-            x_pad = np.zeros((chunks[0].stop, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
-        else:
-            x_pad = x
-        win = windows(x_pad, (kh, q), (1, bw), (self.dilation[0], 1))  # (., OH, OW/B, KH, Q, C_in)
         buf, buf_rows = None, 0
-        for chunk in chunks:
-            k = chunk.stop - chunk.start  # images in this chunk
-            if x_pad is x:
-                src = win[chunk]  # (k, OH, OW/B, KH, Q, C_in), a view
-            else:
-                x_pad[:k, pt : pt + h, pl : pl + wd] = x[chunk]  # the interior only
-                src = win[:k]
+        # (k, OH, OW/B, KH, Q, C_in) views: blocks B apart along the row, taps dh apart down it
+        for chunk, k, src in self._padded_windows(x, self._band_chunks(x.shape[0]), (kh, q),
+                                                  (1, bw), (self.dilation[0], 1)):
             if buf_rows != k * oh * (ow // bw):  # first chunk, or a shorter last one
                 buf_rows = k * oh * (ow // bw)
                 buf = np.empty((buf_rows, kh * q * c_in), dtype=x.dtype)
@@ -253,6 +241,30 @@ class Conv2d(Function):
         step = max(1, _CHUNK_BYTES // per_image)
         return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
+    def _padded_windows(self, x: np.ndarray, chunks: list, kernel, stride, dilation):
+        """Yield (chunk, k, windows) per batch chunk: the strided window view of the chunk's k
+        padded images, (k, OH', OW', KH', KW', C_in) for the given kernel, stride, dilation.
+
+        Without padding the views are of x itself; with it, one zero-bordered buffer holds each
+        chunk in turn (only its interior is written), so a view is valid until the next one.
+        """
+        if not chunks:  # an empty batch
+            return
+        n, h, wd, c_in = x.shape
+        (pt, pb), (pl, pr) = self.pads
+        if pt or pb or pl or pr:
+            x_pad = np.zeros((chunks[0].stop, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
+        else:
+            x_pad = x  # no padding: the windows of the whole batch, sliced per chunk
+        win = windows(x_pad, kernel, stride, dilation)  # (., OH', OW', KH', KW', C_in)
+        for chunk in chunks:
+            k = chunk.stop - chunk.start  # images in this chunk
+            if x_pad is x:
+                yield chunk, k, win[chunk]  # a view
+            else:
+                x_pad[:k, pt : pt + h, pl : pl + wd] = x[chunk]  # the interior only
+                yield chunk, k, win[:k]
+
     def _cols_by_chunk(self, x: np.ndarray):
         """Yield (chunk, cols) for each batch chunk: the chunk's window matrix, row (n, i, j)
         holding window (i, j) of image n.
@@ -262,25 +274,13 @@ class Conv2d(Function):
         and one cols buffer serve every chunk (the padding border stays zero), so a cols is
         valid only until the next one is asked for.
         """
-        n, h, wd, c_in = x.shape
+        c_in = x.shape[3]
         kh, kw, cg, _ = self.w.shape
-        g, ((pt, pb), (pl, pr)), (oh, ow) = self.groups, self.pads, self.out_hw
-        chunks = self._batch_chunks(n)
-        if not chunks:  # an empty batch
-            return
-        if pt or pb or pl or pr:
-            x_pad = np.zeros((chunks[0].stop, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
-        else:
-            x_pad = x  # no padding: the windows of the whole batch, sliced per chunk
-        win = windows(x_pad, (kh, kw), self.stride, self.dilation)  # (., OH, OW, KH, KW, C_in)
+        g, (oh, ow) = self.groups, self.out_hw
         buf, buf_rows = None, 0
-        for chunk in chunks:
-            k = chunk.stop - chunk.start  # images in this chunk
-            if x_pad is x:
-                src = win[chunk]  # (k, OH, OW, KH, KW, C_in), a view
-            else:
-                x_pad[:k, pt : pt + h, pl : pl + wd] = x[chunk]  # the interior only
-                src = win[:k]
+        # (k, OH, OW, KH, KW, C_in) views of the chunk's windows
+        for chunk, k, src in self._padded_windows(x, self._batch_chunks(x.shape[0]), (kh, kw),
+                                                  self.stride, self.dilation):
             if buf_rows != k * oh * ow:  # first chunk, or a shorter last one
                 buf_rows = k * oh * ow
                 buf = np.empty(
