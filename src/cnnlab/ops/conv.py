@@ -67,6 +67,12 @@ _CHUNK_BYTES = 1 << 21
 _BAND_MAX_CIN, _BAND_MAX_COUT, _BAND_MIN_KW = 8, 16, 3
 
 
+def _chunks(n: int, bytes_per_image: int) -> list:
+    """Slices of a batch of n images, each about _CHUNK_BYTES of a per-image buffer (>= 1 image)."""
+    step = max(1, _CHUNK_BYTES // bytes_per_image)
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
 class Conv2d(Function):
     """Z = conv(A_prev, W) + b, channels-last; see the module docstring for the formulas."""
 
@@ -85,7 +91,7 @@ class Conv2d(Function):
         z = np.empty((n, oh, ow, c_out), dtype=x.dtype)  # (N, OH, OW, C_out)
         self.band = self._band_width()
         if self.band:
-            t2 = self._band_matrix()  # (KH*Q*C_in, B*C_out)
+            self.t = t2 = self._band_matrix()  # (KH*Q*C_in, B*C_out), kept for dA_prev
             for chunk, rows in self._rows_by_chunk(x):  # (Mc/B, KH*Q*C_in)
                 zc = z[chunk].reshape(-1, t2.shape[1])  # (Mc/B, B*C_out), a view into z
                 np.matmul(rows, t2, out=zc)
@@ -157,9 +163,7 @@ class Conv2d(Function):
         kh, kw, c_in, _ = self.w.shape
         oh, ow = self.out_hw
         q = self.band + self.dilation[1] * (kw - 1)
-        per_image = oh * (ow // self.band) * kh * q * c_in * self.w.itemsize
-        step = max(1, _CHUNK_BYTES // per_image)
-        return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        return _chunks(n, oh * (ow // self.band) * kh * q * c_in * self.w.itemsize)
 
     def _rows_by_chunk(self, x: np.ndarray):
         """Yield (chunk, rows) for each batch chunk, rows (Mc/B, KH*Q*C_in):
@@ -215,18 +219,23 @@ class Conv2d(Function):
         oh, ow = self.out_hw
         nb, q = ow // bw, bw + dw * (kw - 1)
         hp, wp = h + pt + pb, wd + pl + pr
-        tt = self._band_matrix().T  # (B*C_out, KH*Q*C_in)
+        tt = self.t.T  # (B*C_out, KH*Q*C_in)
         gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
         for chunk in self._band_chunks(n):
             k = chunk.stop - chunk.start  # images in this chunk
             y = gy[chunk].reshape(-1, bw * c_out) @ tt  # (k*OH*OW/B, KH*Q*C_in)
             y = y.reshape(k, oh, nb, kh, q * c_in)
-            gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad on rows of Wp*C_in
+            if (hp, wp) == (h, wd):  # no padding: accumulate straight into gx
+                gp = gx[chunk].reshape(k, hp, wp * c_in)  # a view
+                gp[...] = 0
+            else:
+                gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad on rows of Wp*C_in
             for u in range(kh):
                 for b in range(nb):
                     left = b * bw * c_in  # block b starts at padded column b*B
                     gp[:, u * dh : u * dh + oh, left : left + q * c_in] += y[:, :, b, u]
-            gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
+            if (hp, wp) != (h, wd):
+                gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
         return gx
 
     def _batch_chunks(self, n: int) -> list:
@@ -237,9 +246,7 @@ class Conv2d(Function):
         """
         kh, kw, cg, _ = self.w.shape
         oh, ow = self.out_hw
-        per_image = oh * ow * kh * kw * cg * self.w.itemsize  # bytes of one image's windows
-        step = max(1, _CHUNK_BYTES // per_image)
-        return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        return _chunks(n, oh * ow * kh * kw * cg * self.w.itemsize)  # bytes of one image's windows
 
     def _padded_windows(self, x: np.ndarray, chunks: list, kernel, stride, dilation):
         """Yield (chunk, k, windows) per batch chunk: the strided window view of the chunk's k
@@ -330,13 +337,14 @@ class Conv2d(Function):
         return gx, gw, gb
 
     def _input_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dA_prev (N, H, W, C_in) by whichever of three equal formulas is fastest here.
+        """dA_prev (N, H, W, C_in) by whichever of four equal formulas is fastest here.
 
-        Stride 1: the fold writes KH*KW*C_in values per position, the flipped-kernel
-        convolution copies KH*KW*C_out: the fold when C_out >= 2 C_in, else the convolution.
-        Stride > 1: the scatter of each tap (col2im), whose product is no bigger than the
-        forward's. (Measured in benchmarks/ops.py and benchmarks/run.py.) The convolution walks
-        the batch in chunks itself; the other two are given one chunk at a time.
+        Few channels: the banded rows, as in forward. Otherwise, stride 1: the fold writes
+        KH*KW*C_in values per position, the flipped-kernel convolution copies KH*KW*C_out: the
+        fold when C_out >= 2 C_in, else the convolution. Stride > 1: the scatter of each tap
+        (col2im), whose product is no bigger than the forward's. (Measured in benchmarks/ops.py
+        and benchmarks/run.py.) The banded rows and the convolution walk the batch in chunks
+        themselves; the fold and col2im are given one chunk at a time.
         """
         c_in, c_out = self.x_shape[3], self.w.shape[3]
         if self.band:  # few channels: see _BAND_MAX_CIN
