@@ -140,6 +140,48 @@ def test_batch_chunks_match_reference(monkeypatch, chunk_images, stride, padding
     assert_rel(gb, db, 1e-10, "db")
 
 
+@pytest.mark.parametrize(
+    "width,padding,dilation,kernel,c_in,c_out,classes",
+    [
+        (10, "same", 1, (3, 3), 2, 5, 2),  # OW 10, B 5, Q 7: two classes of blocks
+        (14, "valid", 1, (5, 5), 6, 16, 2),  # LeNet-5's second convolution: B 5, Q 9
+        (12, "same", 1, (3, 4), 1, 6, 2),  # an even kernel width, one channel: B 6, Q 9
+        (13, "valid", 3, (2, 3), 3, 4, 7),  # OW 7 (prime), B 1, Q 7: seven classes
+        (11, 1, 2, (3, 3), 4, 3, 3),  # dilated: OW 9, B 3, Q 7: three classes
+        (5, "valid", 1, (3, 3), 2, 3, 2),  # one block per row, fewer blocks than classes
+    ],
+)
+def test_banded_rows_match_reference(monkeypatch, width, padding, dilation, kernel, c_in,
+                                     c_out, classes):
+    """The banded method (few channels, stride 1) against the nested loops, with chunks of two
+    images; the input gradient's block adds come in `classes` strided groups."""
+    used = []
+    band_grad = conv_module.Conv2d._band_input_grad
+
+    def spy(op, gy):
+        q = op.band + op.dilation[1] * (op.w.shape[1] - 1)
+        used.append(-(-q // op.band))
+        return band_grad(op, gy)
+
+    monkeypatch.setattr(conv_module.Conv2d, "_band_input_grad", spy)
+    kh, kw = kernel
+    rng = np.random.default_rng(width)
+    x = rng.normal(size=(5, 9, width, c_in))
+    w = rng.normal(size=(kh, kw, c_in, c_out))
+    b = rng.normal(size=c_out)
+    z_ref, cache = conv_forward(x, w, b, 1, padding, dilation, 1)
+    oh, ow = z_ref.shape[1:3]
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * oh * ow * kh * (kw + 9) * c_in * 8)
+    gy = rng.normal(size=z_ref.shape)
+    y, gx, gw, gb = run_conv(x, w, b, gy, stride=1, padding=padding, dilation=dilation)
+    assert used == [classes], "the banded input gradient was not the path taken"
+    dA, dW, db = conv_backward(gy, cache)
+    assert_rel(y, z_ref, 1e-10, "forward")
+    assert_rel(gx, dA, 1e-10, "dA_prev")
+    assert_rel(gw, dW, 1e-10, "dW")
+    assert_rel(gb, db, 1e-10, "db")
+
+
 def test_grid_covers_every_pair_of_options():
     for a, b in itertools.combinations(range(len(AXES)), 2):
         seen = {(case[a], case[b]) for case in GRID}

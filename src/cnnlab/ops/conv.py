@@ -30,7 +30,7 @@ Few channels (C_in <= 8, C_out <= 16, stride 1, one group, KW >= 3) use "banded 
 three instead: B output columns of an output row at a time, with the kernel laid along the block
 as a banded matrix T (KH*Q*C_in, B*C_out), Q = B + dw(KW-1):
 
-    Z = rows @ T,   dW = diagonals of rows^T dZ,   dA_prev = KH*(OW/B) shifted adds of dZ T^T
+    Z = rows @ T,   dW = diagonals of rows^T dZ,   dA_prev = KH*ceil(Q/B) strided adds of dZ T^T
 
 where rows[(n, i, b), (u, q, c)] = A_pad[n, i + u*dh, b*B + q, c] (see Conv2d._band_matrix).
 """
@@ -208,7 +208,7 @@ class Conv2d(Function):
         return diag.sum(axis=3)
 
     def _band_input_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dA_prev by the banded method: one product Y = dZ T^T, then KH*(OW/B) shifted adds.
+        """dA_prev by the banded method: one product Y = dZ T^T, then KH*ceil(Q/B) strided adds.
 
             Y[(n, i, b), (u, q, c)] = sum_{j, o} dZ[n, i, b*B + j, o] T[u, q, c, j, o]
             dA_pad[n, i + u*dh, b*B + q, c] += Y[(n, i, b), (u, q, c)]   for every u, b
@@ -220,6 +220,9 @@ class Conv2d(Function):
         nb, q = ow // bw, bw + dw * (kw - 1)
         hp, wp = h + pt + pb, wd + pl + pr
         tt = self.t.T  # (B*C_out, KH*Q*C_in)
+        # Blocks overlap (Q > B) but blocks P = ceil(Q/B) apart do not: the blocks of one class
+        # r, P apart, are added with one strided view of dA_pad (its cells disjoint).
+        classes = -(-q // bw)  # P
         gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
         for chunk in self._band_chunks(n):
             k = chunk.stop - chunk.start  # images in this chunk
@@ -231,9 +234,14 @@ class Conv2d(Function):
             else:
                 gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad on rows of Wp*C_in
             for u in range(kh):
-                for b in range(nb):
-                    left = b * bw * c_in  # block b starts at padded column b*B
-                    gp[:, u * dh : u * dh + oh, left : left + q * c_in] += y[:, :, b, u]
+                for r in range(min(classes, nb)):
+                    blocks = y[:, :, r::classes, u]  # (k, OH, blocks of class r, Q*C_in)
+                    start = gp[:, u * dh :, r * bw * c_in :]  # block r starts at column r*B
+                    (s0, s1, s2), step = start.strides, classes * bw * c_in * gp.itemsize
+                    target = np.lib.stride_tricks.as_strided(  # the class's blocks, disjoint
+                        start, blocks.shape, (s0, s1, step, s2), writeable=True
+                    )
+                    target += blocks
             if (hp, wp) != (h, wd):
                 gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
         return gx
