@@ -95,6 +95,21 @@ OPS = [
     ),
     OpInfo("flatten", lambda a: a.flatten(), lambda r: [Sample((r.normal(size=(2, 3, 4, 2)),))]),
     OpInfo("getitem", lambda a: a[1:, ::2], lambda r: [Sample((r.normal(size=(3, 5)),))]),
+    OpInfo(  # basic indexing: an integer, a negative step, None and Ellipsis
+        "getitem_basic",
+        lambda a: a[1, ::-2, None, ...],
+        lambda r: [Sample((r.normal(size=(3, 5, 2)),))],
+    ),
+    OpInfo(  # an integer array mixed with a slice: repeats add
+        "getitem_mixed",
+        lambda a: a[np.array([2, 0, 2]), 1:],
+        lambda r: [Sample((r.normal(size=(3, 4)),))],
+    ),
+    OpInfo(  # a boolean mask
+        "getitem_mask",
+        lambda a: a[np.array([True, False, True])],
+        lambda r: [Sample((r.normal(size=(3, 2)),))],
+    ),
     OpInfo(
         "getitem_repeat",
         lambda a: a[np.array([0, 0, 2])],

@@ -65,8 +65,26 @@ class GetItem(Function):
 
     def backward(self, gy):
         gx = np.zeros(self.shape, dtype=self.dtype)
-        np.add.at(gx, self.index, gy)
+        if _is_basic(self.index):  # a view: every element of x appears at most once in it
+            gx[self.index] = gy
+        else:  # integer arrays may repeat an element: add, don't overwrite
+            np.add.at(gx, self.index, gy)
         return (gx,)
+
+
+def _is_basic(index) -> bool:
+    """True for NumPy basic indexing (ints, slices, None, ...), which never repeats an element.
+
+    np.add.at handles repeats but is ~10x slower: ResNet-20's x[:, ::2, ::2] shortcut took 5 ms
+    a backward with it, against ~0.5 ms for the plain assignment.
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    return all(
+        i is None
+        or i is Ellipsis
+        or (isinstance(i, (slice, int, np.integer)) and not isinstance(i, (bool, np.bool_)))
+        for i in items
+    )
 
 
 class Concat(Function):
