@@ -49,6 +49,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
+    cl.set_num_threads(args.threads)  # cnnlab's batch-chunk threads (ops/parallel.py)
     rng = np.random.default_rng(0)
     rows = []
     with threadpool_limits(args.threads):

@@ -10,7 +10,8 @@
     bottleneck 64->16;
 (e) the nested-loop reference convolution on one small layer, the course's starting point.
 
-Same thread count on both sides (torch.set_num_threads and threadpoolctl for NumPy's BLAS), the
+Same thread count on both sides (torch.set_num_threads; cl.set_num_threads and threadpoolctl for
+NumPy's BLAS), the
 same data and architecture; rounds alternate cnnlab / torch, with a pause before each side's
 calls (--settle, so that neither side's idle-spinning worker threads slow the other), and the
 table shows the median.
@@ -253,6 +254,7 @@ def _memory_child(side: str, name: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    cl.set_num_threads(threads)
     rng = np.random.default_rng(0)
     batch = 128 if name == "lenet5" else 64
     ours, theirs = _train_step_fns(name, torch, batch, rng)
@@ -301,6 +303,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    cl.set_num_threads(args.threads)  # cnnlab's batch-chunk threads (ops/parallel.py)
     rng = np.random.default_rng(0)
     rows = []
     only = set(args.only.split(","))

@@ -9,6 +9,7 @@ array([[1., 0.]], dtype=float32)
 """
 
 from cnnlab.gradcheck import GradcheckError, gradcheck
+from cnnlab.ops.parallel import get_num_threads, set_num_threads
 from cnnlab.ops.shape import concat, pad, stack
 from cnnlab.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
@@ -26,4 +27,6 @@ __all__ = [
     "concat",
     "stack",
     "pad",
+    "get_num_threads",
+    "set_num_threads",
 ]

@@ -38,6 +38,15 @@ def run_conv(x, w, b, gy, **kw):
     return y.numpy(), xt.grad, wt.grad, None if bt is None else bt.grad
 
 
+@pytest.fixture
+def threads(request):
+    """cnnlab's batch-chunk threads (ops/parallel.py) for one test, restored after it."""
+    before = cl.get_num_threads()
+    cl.set_num_threads(request.param)
+    yield request.param
+    cl.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- hand-computed
 def test_hand_computed_4x4():
     # x[i, j] = 4 i + j, filter [[1, 2], [3, 4]]: Z[i, j] = 40 i + 10 j + 34 (+ b); by hand
@@ -105,6 +114,7 @@ def _case_id(c):
     return f"s{s}-p{p}-d{d}-g{g}-k{kh}x{kw}-b{int(bias)}-n{n}".replace(" ", "")
 
 
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
 @pytest.mark.parametrize("chunk_images", [1, 2])
 @pytest.mark.parametrize(
     "stride,padding,dilation,groups,c_in,c_out,kernel",
@@ -117,10 +127,10 @@ def _case_id(c):
         (1, "valid", 1, 4, 4, 4, (3, 3)),  # depthwise
     ],
 )
-def test_batch_chunks_match_reference(monkeypatch, chunk_images, stride, padding, dilation,
-                                      groups, c_in, c_out, kernel):
-    """Forward and backward walk the batch in chunks; with chunks of one or two images (a
-    short last chunk of 5) the results are those of the nested loops."""
+def test_batch_chunks_match_reference(monkeypatch, threads, chunk_images, stride, padding,
+                                      dilation, groups, c_in, c_out, kernel):
+    """Forward and backward walk the batch in chunks, on 1 or 3 threads; with chunks of one or
+    two images (5 images: chunks of 1, or of 1-2 images) the results are those of the loops."""
     kh, kw = kernel
     rng = np.random.default_rng(chunk_images)
     x = rng.normal(size=(5, 8, 7, c_in))
@@ -151,10 +161,11 @@ def test_batch_chunks_match_reference(monkeypatch, chunk_images, stride, padding
         (5, "valid", 1, (3, 3), 2, 3, 2),  # one block per row, fewer blocks than classes
     ],
 )
-def test_banded_rows_match_reference(monkeypatch, width, padding, dilation, kernel, c_in,
-                                     c_out, classes):
-    """The banded method (few channels, stride 1) against the nested loops, with chunks of two
-    images; the input gradient's block adds come in `classes` strided groups."""
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_banded_rows_match_reference(monkeypatch, threads, width, padding, dilation, kernel,
+                                     c_in, c_out, classes):
+    """The banded method (few channels, stride 1) against the nested loops, with chunks of about
+    two images on 1 or 3 threads; the input gradient's block adds come in `classes` groups."""
     used = []
     band_grad = conv_module.Conv2d._band_input_grad
 

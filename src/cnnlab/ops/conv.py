@@ -43,6 +43,7 @@ import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
 from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
+from cnnlab.ops.parallel import map_chunks, share_count
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
@@ -67,10 +68,28 @@ _CHUNK_BYTES = 1 << 21
 _BAND_MAX_CIN, _BAND_MAX_COUT, _BAND_MIN_KW = 8, 16, 3
 
 
+def _sum(parts: list) -> np.ndarray:
+    """The shares' partial sums added in share order (the same order for a given thread count)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 def _chunks(n: int, bytes_per_image: int) -> list:
-    """Slices of a batch of n images, each about _CHUNK_BYTES of a per-image buffer (>= 1 image)."""
-    step = max(1, _CHUNK_BYTES // bytes_per_image)
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+    """Slices of a batch of n images, each about _CHUNK_BYTES of a per-image buffer (>= 1 image).
+
+    The chunks are of equal size (to one image) and, when the batch allows, their number is a
+    multiple of the threads that run them (ops/parallel.py), so that every thread gets as much.
+    """
+    total = n * bytes_per_image
+    count = max(1, -(-total // _CHUNK_BYTES))  # ceil
+    if total >= _CHUNK_BYTES // 2:  # below, waking a thread (~50-250 us) costs what it saves
+        threads = share_count()
+        count = -(-count // threads) * threads  # rounded up to a multiple of the threads
+    count = min(n, count)
+    bounds = [n * i // count for i in range(count + 1)] if n else []
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 class Conv2d(Function):
@@ -92,22 +111,30 @@ class Conv2d(Function):
         self.band = self._band_width()
         if self.band:
             self.t = t2 = self._band_matrix()  # (KH*Q*C_in, B*C_out), kept for dA_prev
-            for chunk, rows in self._rows_by_chunk(x):  # (Mc/B, KH*Q*C_in)
-                zc = z[chunk].reshape(-1, t2.shape[1])  # (Mc/B, B*C_out), a view into z
-                np.matmul(rows, t2, out=zc)
+
+            def band_share(chunks):  # each chunk writes its own images of z
+                for chunk, rows in self._rows_by_chunk(x, chunks):  # (Mc/B, KH*Q*C_in)
+                    zc = z[chunk].reshape(-1, t2.shape[1])  # (Mc/B, B*C_out), a view into z
+                    np.matmul(rows, t2, out=zc)
+
+            map_chunks(band_share, self._band_chunks(n))
             self._add_bias(z, b)
             return z
         if g == 1:
             w2 = w.reshape(kh * kw * cg, c_out)  # (K, C_out)
         else:
             wg = w.reshape(kh * kw * cg, g, c_out // g).transpose(1, 0, 2)  # (G, K, Og)
-        for chunk, cols in self._cols_by_chunk(x):  # (Mc, K), groups: (G, Mc, K)
-            zc = z[chunk].reshape(-1, c_out)  # (Mc, C_out), a view into z
-            if g == 1:
-                np.matmul(cols, w2, out=zc)  # (Mc, K) @ (K, C_out)
-            else:
-                zg = np.matmul(cols, wg)  # (G, Mc, Og)
-                zc[...] = zg.transpose(1, 0, 2).reshape(-1, c_out)  # filters of group g together
+
+        def share(chunks):  # each chunk writes its own images of z
+            for chunk, cols in self._cols_by_chunk(x, chunks):  # (Mc, K), groups: (G, Mc, K)
+                zc = z[chunk].reshape(-1, c_out)  # (Mc, C_out), a view into z
+                if g == 1:
+                    np.matmul(cols, w2, out=zc)  # (Mc, K) @ (K, C_out)
+                else:
+                    zg = np.matmul(cols, wg)  # (G, Mc, Og)
+                    zc[...] = zg.transpose(1, 0, 2).reshape(-1, c_out)  # group g's filters
+
+        map_chunks(share, self._batch_chunks(n))
         self._add_bias(z, b)
         return z
 
@@ -165,8 +192,8 @@ class Conv2d(Function):
         q = self.band + self.dilation[1] * (kw - 1)
         return _chunks(n, oh * (ow // self.band) * kh * q * c_in * self.w.itemsize)
 
-    def _rows_by_chunk(self, x: np.ndarray):
-        """Yield (chunk, rows) for each batch chunk, rows (Mc/B, KH*Q*C_in):
+    def _rows_by_chunk(self, x: np.ndarray, chunks: list):
+        """Yield (chunk, rows) for each of the given batch chunks, rows (Mc/B, KH*Q*C_in):
 
             rows[(n, i, b), (u, q, c)] = A_pad[n, i + u*dh, b*B + q, c]
 
@@ -179,8 +206,8 @@ class Conv2d(Function):
         q = bw + self.dilation[1] * (kw - 1)
         buf, buf_rows = None, 0
         # (k, OH, OW/B, KH, Q, C_in) views: blocks B apart along the row, taps dh apart down it
-        for chunk, k, src in self._padded_windows(x, self._band_chunks(x.shape[0]), (kh, q),
-                                                  (1, bw), (self.dilation[0], 1)):
+        for chunk, k, src in self._padded_windows(x, chunks, (kh, q), (1, bw),
+                                                  (self.dilation[0], 1)):
             if buf_rows != k * oh * (ow // bw):  # first chunk, or a shorter last one
                 buf_rows = k * oh * (ow // bw)
                 buf = np.empty((buf_rows, kh * q * c_in), dtype=x.dtype)
@@ -196,9 +223,14 @@ class Conv2d(Function):
         kh, kw, c_in, c_out = self.w.shape
         bw, dw = self.band, self.dilation[1]
         q = bw + dw * (kw - 1)
-        s = np.zeros((kh * q * c_in, bw * c_out), dtype=gy.dtype)  # (KH*Q*C_in, B*C_out)
-        for chunk, rows in self._rows_by_chunk(self.x):  # (Mc/B, KH*Q*C_in)
-            s += rows.T @ gy[chunk].reshape(-1, bw * c_out)  # (KH*Q*C_in, Mc/B) @ (Mc/B, B*C_out)
+
+        def share(chunks):  # this share's part of S
+            s = np.zeros((kh * q * c_in, bw * c_out), dtype=gy.dtype)  # (KH*Q*C_in, B*C_out)
+            for chunk, rows in self._rows_by_chunk(self.x, chunks):  # (Mc/B, KH*Q*C_in)
+                s += rows.T @ gy[chunk].reshape(-1, bw * c_out)  # (KH*Q*C_in, B*C_out)
+            return s
+
+        s = _sum(map_chunks(share, self._band_chunks(gy.shape[0])))
         s = s.reshape(kh, q, c_in, bw, c_out)
         st = s.strides
         diag = np.lib.stride_tricks.as_strided(  # diag[u, v, c, j, o] = S[u, j + v*dw, c, j, o]
@@ -224,26 +256,30 @@ class Conv2d(Function):
         # r, P apart, are added with one strided view of dA_pad (its cells disjoint).
         classes = -(-q // bw)  # P
         gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
-        for chunk in self._band_chunks(n):
-            k = chunk.stop - chunk.start  # images in this chunk
-            y = gy[chunk].reshape(-1, bw * c_out) @ tt  # (k*OH*OW/B, KH*Q*C_in)
-            y = y.reshape(k, oh, nb, kh, q * c_in)
-            if (hp, wp) == (h, wd):  # no padding: accumulate straight into gx
-                gp = gx[chunk].reshape(k, hp, wp * c_in)  # a view
-                gp[...] = 0
-            else:
-                gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad on rows of Wp*C_in
-            for u in range(kh):
-                for r in range(min(classes, nb)):
-                    blocks = y[:, :, r::classes, u]  # (k, OH, blocks of class r, Q*C_in)
-                    start = gp[:, u * dh :, r * bw * c_in :]  # block r starts at column r*B
-                    (s0, s1, s2), step = start.strides, classes * bw * c_in * gp.itemsize
-                    target = np.lib.stride_tricks.as_strided(  # the class's blocks, disjoint
-                        start, blocks.shape, (s0, s1, step, s2), writeable=True
-                    )
-                    target += blocks
-            if (hp, wp) != (h, wd):
-                gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
+
+        def share(chunks):  # each chunk writes its own images of gx
+            for chunk in chunks:
+                k = chunk.stop - chunk.start  # images in this chunk
+                y = gy[chunk].reshape(-1, bw * c_out) @ tt  # (k*OH*OW/B, KH*Q*C_in)
+                y = y.reshape(k, oh, nb, kh, q * c_in)
+                if (hp, wp) == (h, wd):  # no padding: accumulate straight into gx
+                    gp = gx[chunk].reshape(k, hp, wp * c_in)  # a view
+                    gp[...] = 0
+                else:
+                    gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad, rows of Wp*C_in
+                for u in range(kh):
+                    for r in range(min(classes, nb)):
+                        blocks = y[:, :, r::classes, u]  # (k, OH, blocks of class r, Q*C_in)
+                        start = gp[:, u * dh :, r * bw * c_in :]  # block r starts at column r*B
+                        (s0, s1, s2), step = start.strides, classes * bw * c_in * gp.itemsize
+                        target = np.lib.stride_tricks.as_strided(  # the class's blocks, disjoint
+                            start, blocks.shape, (s0, s1, step, s2), writeable=True
+                        )
+                        target += blocks
+                if (hp, wp) != (h, wd):
+                    gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
+
+        map_chunks(share, self._band_chunks(n))
         return gx
 
     def _batch_chunks(self, n: int) -> list:
@@ -268,7 +304,8 @@ class Conv2d(Function):
         n, h, wd, c_in = x.shape
         (pt, pb), (pl, pr) = self.pads
         if pt or pb or pl or pr:
-            x_pad = np.zeros((chunks[0].stop, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
+            most = max(chunk.stop - chunk.start for chunk in chunks)  # images in a chunk
+            x_pad = np.zeros((most, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
         else:
             x_pad = x  # no padding: the windows of the whole batch, sliced per chunk
         win = windows(x_pad, kernel, stride, dilation)  # (., OH', OW', KH', KW', C_in)
@@ -280,9 +317,9 @@ class Conv2d(Function):
                 x_pad[:k, pt : pt + h, pl : pl + wd] = x[chunk]  # the interior only
                 yield chunk, k, win[:k]
 
-    def _cols_by_chunk(self, x: np.ndarray):
-        """Yield (chunk, cols) for each batch chunk: the chunk's window matrix, row (n, i, j)
-        holding window (i, j) of image n.
+    def _cols_by_chunk(self, x: np.ndarray, chunks: list):
+        """Yield (chunk, cols) for each of the given batch chunks: the chunk's window matrix,
+        row (n, i, j) holding window (i, j) of image n.
 
         cols is (Mc, K), Mc = images in the chunk * OH * OW, columns ordered (u, v, c) like
         W.reshape(K, C_out); with groups (G, Mc, K), group g's channels only. One padded buffer
@@ -294,8 +331,8 @@ class Conv2d(Function):
         g, (oh, ow) = self.groups, self.out_hw
         buf, buf_rows = None, 0
         # (k, OH, OW, KH, KW, C_in) views of the chunk's windows
-        for chunk, k, src in self._padded_windows(x, self._batch_chunks(x.shape[0]), (kh, kw),
-                                                  self.stride, self.dilation):
+        for chunk, k, src in self._padded_windows(x, chunks, (kh, kw), self.stride,
+                                                  self.dilation):
             if buf_rows != k * oh * ow:  # first chunk, or a shorter last one
                 buf_rows = k * oh * ow
                 buf = np.empty(
@@ -331,14 +368,18 @@ class Conv2d(Function):
             gw = self._band_weight_grad(gy)  # (KH, KW, C_in, C_out)
         elif self.needs_grad[1]:
             # dW = cols^T dZ, summed chunk by chunk over windows built again from the input
-            gw = np.zeros((g, kh * kw * cg, og), dtype=gy.dtype)  # (G, K, Og)
-            for chunk, cols in self._cols_by_chunk(self.x):  # (Mc, K), groups: (G, Mc, K)
-                gy2 = gy[chunk].reshape(-1, c_out)  # (Mc, C_out)
-                if g == 1:
-                    gw[0] += cols.T @ gy2  # (K, Mc) @ (Mc, C_out)
-                else:
-                    gyg = gy2.reshape(-1, g, og).transpose(1, 0, 2)  # (G, Mc, Og)
-                    gw += np.matmul(cols.transpose(0, 2, 1), gyg)  # (G, K, Mc) @ (G, Mc, Og)
+            def share(chunks):  # this share's part of dW
+                gw = np.zeros((g, kh * kw * cg, og), dtype=gy.dtype)  # (G, K, Og)
+                for chunk, cols in self._cols_by_chunk(self.x, chunks):  # (Mc, K) / (G, Mc, K)
+                    gy2 = gy[chunk].reshape(-1, c_out)  # (Mc, C_out)
+                    if g == 1:
+                        gw[0] += cols.T @ gy2  # (K, Mc) @ (Mc, C_out)
+                    else:
+                        gyg = gy2.reshape(-1, g, og).transpose(1, 0, 2)  # (G, Mc, Og)
+                        gw += np.matmul(cols.transpose(0, 2, 1), gyg)  # (G, K, Mc) @ (G, Mc, Og)
+                return gw
+
+            gw = _sum(map_chunks(share, self._batch_chunks(gy.shape[0])))  # (G, K, Og)
             gw = gw.transpose(1, 0, 2).reshape(self.w.shape)  # (KH, KW, Cg, C_out)
         if self.needs_grad[0]:
             gx = self._input_grad(gy)  # (N, H, W, C_in)
@@ -361,8 +402,12 @@ class Conv2d(Function):
             return self._input_grad_flip(gy)
         by_chunk = self._input_grad_fold if self.stride == (1, 1) else self._input_grad_col2im
         gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
-        for chunk in self._batch_chunks(gy.shape[0]):
-            gx[chunk] = by_chunk(gy[chunk])  # (k, H, W, C_in)
+
+        def share(chunks):  # each chunk writes its own images of gx
+            for chunk in chunks:
+                gx[chunk] = by_chunk(gy[chunk])  # (k, H, W, C_in)
+
+        map_chunks(share, self._batch_chunks(gy.shape[0]))
         return gx
 
     def _input_grad_fold(self, gy: np.ndarray) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""Batch chunks on all the processor's cores.
+
+A convolution walks its batch in chunks (ops/conv.py), and the chunks are independent: each
+copies its windows into a matrix and multiplies it by the kernel. NumPy does the copy on one
+core and BLAS spreads the product over its own threads; on a 2-core machine the copy, a third to
+a half of the time, leaves the second core idle. Here the chunks are dealt round-robin to
+``get_num_threads()`` Python threads instead (the calling thread takes the first share), each
+running its products on one BLAS thread, so copies and products both run on every core. NumPy
+and BLAS release the GIL while they work, so the Python threads do not wait on each other.
+
+Holding BLAS to one thread needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with
+one thread, or when called from inside a share (a nested call) or while another Python thread of
+the user's holds the region, the chunks run one after the other on the calling thread, exactly
+as before: the results are the same up to the order of floating-point sums.
+
+The number of threads is ``CNNLAB_NUM_THREADS`` if set, else the CPUs this process may use;
+``cnnlab.set_num_threads(n)`` changes it (like ``torch.set_num_threads``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "share_count"]
+
+_lock = threading.Lock()  # one threaded region at a time (the BLAS limit is process-wide)
+_local = threading.local()  # .inside: this thread is running a share
+_state = {"threads": None, "pool": None, "blas": None}
+
+
+def _default_threads() -> int:
+    env = os.environ.get("CNNLAB_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(
+                f"CNNLAB_NUM_THREADS must be a positive integer; received {env!r}"
+            ) from None
+        if n < 1:
+            raise ValueError(f"CNNLAB_NUM_THREADS must be a positive integer; received {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Threads a convolution's batch chunks run on (1: the calling thread only)."""
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Run batch chunks on ``n`` threads (n >= 1); 1 turns the threads off."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an int >= 1; received {n!r}")
+    with _lock:
+        _state["threads"] = n
+        if _state["pool"] is not None:  # a new size: start a new pool when next needed
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+
+
+def share_count() -> int:
+    """How many shares map_chunks deals the chunks into, given enough chunks (1: no threads)."""
+    return get_num_threads() if _blas_controller() else 1
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the loaded BLAS, or False when threadpoolctl is missing."""
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _state["blas"] = False
+        else:
+            _state["blas"] = ThreadpoolController()
+    return _state["blas"]
+
+
+def map_chunks(work, chunks: list) -> list:
+    """``[work(share) for share in shares]``: the chunks dealt round-robin into one share per
+    thread (share i holds chunks i, i + T, i + 2T, ...), the shares run at once, the results in
+    share order. ``work`` must write only to the parts of its outputs that its chunks own, or
+    return partial results for the caller to combine (in share order, so that a given thread
+    count always gives the same sums).
+    """
+    threads = min(get_num_threads(), len(chunks))
+    if threads <= 1 or getattr(_local, "inside", False):
+        return [work(chunks)]
+    blas = _blas_controller()
+    if not blas or not _lock.acquire(blocking=False):
+        return [work(chunks)]
+    try:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(
+                max_workers=get_num_threads() - 1, thread_name_prefix="cnnlab"
+            )
+        shares = [chunks[i::threads] for i in range(threads)]
+        with blas.limit(limits=1, user_api="blas"):
+            futures = [_state["pool"].submit(_run_share, work, s) for s in shares[1:]]
+            try:
+                first = _run_share(work, shares[0])
+            finally:
+                wait(futures)  # no share runs on past the BLAS limit or the lock
+        return [first, *(f.result() for f in futures)]  # raises a share's error, if any
+    finally:
+        _lock.release()
+
+
+def _run_share(work, share):
+    _local.inside = True
+    try:
+        return work(share)
+    finally:
+        _local.inside = False

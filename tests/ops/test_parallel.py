@@ -1,0 +1,143 @@
+"""cnnlab.ops.parallel: batch chunks dealt to threads, BLAS held to one thread inside, and the
+serial fallbacks (one thread, nested calls, no threadpoolctl). The convolution's results under
+threads are checked against the nested loops in test_conv.py (test_batch_chunks_match_reference
+and test_banded_rows_match_reference run with 1 and 3 threads)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import cnnlab as cl
+from cnnlab import functional as F
+from cnnlab.ops import conv as conv_module
+from cnnlab.ops import parallel
+
+
+@pytest.fixture(autouse=True)
+def default_threads():
+    """Every test starts and ends with the default thread count."""
+    parallel._state["threads"] = None
+    yield
+    cl.set_num_threads(parallel._default_threads())
+    parallel._state["threads"] = None
+
+
+def _chunks(n):
+    return [slice(i, i + 1) for i in range(n)]
+
+
+def _blas_threads():
+    return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+
+def test_chunks_are_dealt_round_robin_and_results_keep_share_order():
+    cl.set_num_threads(3)
+
+    def work(share):
+        return [c.start for c in share], threading.current_thread().name
+
+    out = parallel.map_chunks(work, _chunks(7))
+    assert [starts for starts, _ in out] == [[0, 3, 6], [1, 4], [2, 5]]
+    names = [name for _, name in out]
+    assert names[0] == threading.current_thread().name  # the caller takes the first share
+    assert all(name.startswith("cnnlab") for name in names[1:])
+
+
+def test_blas_runs_one_thread_inside_shares_and_is_restored_after():
+    np.ones((8, 8)) @ np.ones((8, 8))  # BLAS loaded
+    cl.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        inside = parallel.map_chunks(lambda share: _blas_threads(), _chunks(4))
+        assert inside == [[1], [1]]
+        assert _blas_threads() == [2]
+
+
+def test_fewer_chunks_than_threads_uses_one_share_per_chunk():
+    cl.set_num_threads(4)
+    assert parallel.map_chunks(len, _chunks(2)) == [1, 1]
+    assert parallel.map_chunks(len, []) == [0]  # an empty batch: one call, no chunks
+
+
+def test_an_error_in_a_share_reaches_the_caller_and_frees_the_region():
+    cl.set_num_threads(2)
+
+    def work(share):
+        if share[0].start == 1:
+            raise ValueError("share 1 failed")
+        return len(share)
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        parallel.map_chunks(work, _chunks(4))
+    assert parallel.map_chunks(len, _chunks(4)) == [2, 2]  # the lock was released
+
+
+def test_nested_calls_run_serially_on_the_share_thread():
+    cl.set_num_threads(2)
+
+    def outer(share):
+        return parallel.map_chunks(len, _chunks(6))
+
+    assert parallel.map_chunks(outer, _chunks(2)) == [[6], [6]]
+
+
+def test_one_thread_or_no_threadpoolctl_runs_everything_on_the_caller(monkeypatch):
+    cl.set_num_threads(1)
+    assert parallel.map_chunks(len, _chunks(5)) == [5]
+    assert parallel.share_count() == 1
+    cl.set_num_threads(3)
+    monkeypatch.setitem(parallel._state, "blas", False)  # as if threadpoolctl were missing
+    assert parallel.map_chunks(len, _chunks(5)) == [5]
+    assert parallel.share_count() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match=r"set_num_threads: n must be an int >= 1; received"):
+        cl.set_num_threads(bad)
+
+
+def test_set_and_get_num_threads():
+    cl.set_num_threads(3)
+    assert cl.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("value,want", [("3", 3), (" 1 ", 1)])
+def test_environment_variable_sets_the_default(monkeypatch, value, want):
+    monkeypatch.setenv("CNNLAB_NUM_THREADS", value)
+    assert cl.get_num_threads() == want
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "2.5"])
+def test_environment_variable_must_be_a_positive_int(monkeypatch, value):
+    monkeypatch.setenv("CNNLAB_NUM_THREADS", value)
+    with pytest.raises(ValueError, match=r"CNNLAB_NUM_THREADS must be a positive integer"):
+        cl.get_num_threads()
+
+
+def test_chunks_are_even_and_a_multiple_of_the_threads():
+    cl.set_num_threads(2)
+    per_image = conv_module._CHUNK_BYTES // 3  # three images a chunk
+    chunks = conv_module._chunks(10, per_image)  # 4 chunks, rounded to a multiple of 2
+    assert [c.stop - c.start for c in chunks] == [2, 3, 2, 3]
+    assert conv_module._chunks(1, per_image) == [slice(0, 1)]
+    assert conv_module._chunks(0, per_image) == []
+    assert len(conv_module._chunks(10, 16)) == 1  # too little work to wake a thread
+
+
+def test_same_thread_count_gives_the_same_bits(monkeypatch):
+    """Partial weight gradients are added in share order: reruns agree exactly."""
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 4096)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 8, 8, 16)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 16, 16)).astype(np.float32)
+    cl.set_num_threads(3)
+    grads = []
+    for _ in range(2):
+        wt = cl.tensor(w, requires_grad=True)
+        F.conv2d(cl.tensor(x), wt, padding=1).sum().backward()
+        grads.append(wt.grad)
+    assert np.array_equal(grads[0], grads[1])
