@@ -23,3 +23,15 @@ def _load_torch():
 def torch():
     """The torch module (CPU). Skips when missing, fails when oracles are required."""
     return _load_torch()
+
+
+@pytest.fixture
+def threads(request):
+    """cnnlab's batch-chunk threads (ops/parallel.py) for one test, restored after it; use
+    with ``@pytest.mark.parametrize("threads", [1, 3], indirect=True)``."""
+    import cnnlab as cl
+
+    before = cl.get_num_threads()
+    cl.set_num_threads(request.param)
+    yield request.param
+    cl.set_num_threads(before)

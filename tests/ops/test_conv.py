@@ -38,15 +38,6 @@ def run_conv(x, w, b, gy, **kw):
     return y.numpy(), xt.grad, wt.grad, None if bt is None else bt.grad
 
 
-@pytest.fixture
-def threads(request):
-    """cnnlab's batch-chunk threads (ops/parallel.py) for one test, restored after it."""
-    before = cl.get_num_threads()
-    cl.set_num_threads(request.param)
-    yield request.param
-    cl.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- hand-computed
 def test_hand_computed_4x4():
     # x[i, j] = 4 i + j, filter [[1, 2], [3, 4]]: Z[i, j] = 40 i + 10 j + 34 (+ b); by hand

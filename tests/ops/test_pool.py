@@ -62,6 +62,32 @@ def test_matches_reference(mode, size, stride, padding, shape):
     np.testing.assert_allclose(gx, dA_prev, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+@pytest.mark.parametrize("size,stride,padding", [(2, 2, 0), (2, 2, 1), (3, 2, "same"), (3, 1, 0)])
+def test_max_backward_in_batch_chunks_matches_reference(monkeypatch, threads, size, stride,
+                                                        padding):
+    """Max pooling's backward walks the batch in chunks of one image, on 1 or 3 threads:
+    distinct values against the loops; unpadded all-equal values (every window tied) send each
+    window's gradient to its first cell, its top-left."""
+    shape = (5, 8, 7, 3)
+    per_image = int(np.prod(shape[1:])) * 8
+    monkeypatch.setattr(pool_module, "_CHUNK_BYTES", per_image + 1)  # a chunk an image
+    rng = np.random.default_rng(size * 10 + stride)
+    x = _distinct(rng, shape)
+    A, cache = pool_forward(x, size, stride, mode="max", padding=padding)
+    gy = rng.normal(size=A.shape)
+    _, gx = _run(F.max_pool2d, x, gy, size, stride=stride, padding=padding)
+    np.testing.assert_allclose(gx, pool_backward(gy, cache), rtol=1e-12, atol=1e-14)
+
+    if padding == 0:  # every window tied: its gradient goes to its first cell, the top-left
+        _, gx_tied = _run(F.max_pool2d, np.zeros(shape), gy, size, stride=stride)
+        expected = np.zeros(shape)
+        for i in range(A.shape[1]):
+            for j in range(A.shape[2]):
+                expected[:, i * stride, j * stride] += gy[:, i, j]
+        np.testing.assert_allclose(gx_tied, expected, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("mode", ["max", "average"])
 @pytest.mark.parametrize("size,stride,padding", [(2, 2, 0), (3, 1, 1), (3, 2, "same")])
 def test_float32_matches_reference(mode, size, stride, padding):

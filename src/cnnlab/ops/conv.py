@@ -43,7 +43,7 @@ import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
 from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
-from cnnlab.ops.parallel import map_chunks, share_count
+from cnnlab.ops.parallel import batch_chunks, map_chunks
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
@@ -77,19 +77,8 @@ def _sum(parts: list) -> np.ndarray:
 
 
 def _chunks(n: int, bytes_per_image: int) -> list:
-    """Slices of a batch of n images, each about _CHUNK_BYTES of a per-image buffer (>= 1 image).
-
-    The chunks are of equal size (to one image) and, when the batch allows, their number is a
-    multiple of the threads that run them (ops/parallel.py), so that every thread gets as much.
-    """
-    total = n * bytes_per_image
-    count = max(1, -(-total // _CHUNK_BYTES))  # ceil
-    if total >= _CHUNK_BYTES // 2:  # below, waking a thread (~50-250 us) costs what it saves
-        threads = share_count()
-        count = -(-count // threads) * threads  # rounded up to a multiple of the threads
-    count = min(n, count)
-    bounds = [n * i // count for i in range(count + 1)] if n else []
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    """Slices of a batch of n images, each about _CHUNK_BYTES of a per-image buffer."""
+    return batch_chunks(n, bytes_per_image, _CHUNK_BYTES)
 
 
 class Conv2d(Function):

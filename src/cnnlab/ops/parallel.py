@@ -23,7 +23,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["get_num_threads", "set_num_threads", "map_chunks", "share_count"]
+__all__ = ["batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count"]
 
 _lock = threading.Lock()  # one threaded region at a time (the BLAS limit is process-wide)
 _local = threading.local()  # .inside: this thread is running a share
@@ -81,6 +81,22 @@ def _blas_controller():
         else:
             _state["blas"] = ThreadpoolController()
     return _state["blas"]
+
+
+def batch_chunks(n: int, bytes_per_image: int, chunk_bytes: int) -> list:
+    """Slices of a batch of n images, each about ``chunk_bytes`` of a per-image buffer (>= 1
+    image), of equal size (to one image). When there is enough work (half a chunk or more) their
+    number is rounded up to a multiple of the threads, so that every thread gets as much; below
+    that, waking a thread (~50-250 us) would cost what it saves.
+    """
+    total = n * bytes_per_image
+    count = max(1, -(-total // chunk_bytes))  # ceil
+    if total >= chunk_bytes // 2:
+        threads = share_count()
+        count = -(-count // threads) * threads
+    count = min(n, count)
+    bounds = [n * i // count for i in range(count + 1)] if n else []
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def map_chunks(work, chunks: list) -> list:

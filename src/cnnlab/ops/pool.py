@@ -24,9 +24,16 @@ import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim
 from cnnlab.ops.geometry import output_size, pad_nhwc, pair, resolve_padding, windows
+from cnnlab.ops.parallel import batch_chunks, map_chunks
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["avg_pool2d", "global_avg_pool2d", "lp_pool2d", "max_pool2d"]
+
+
+# Max pooling's backward walks the batch in chunks of about this many bytes of padded input,
+# dealt to the cores (ops/parallel.py): its strided per-tap compares and writes run on one core
+# each, a few rows of C values per NumPy inner loop.
+_CHUNK_BYTES = 1 << 21
 
 
 # ------------------------------------------------------------------------------ window helpers
@@ -120,33 +127,44 @@ class MaxPooling2D(Function):
         return self.y  # (N, OH, OW, C)
 
     def backward(self, gy):
-        (kh, kw), x_pad, y = self.size, self.x_pad, self.y
-        free = np.ones(y.shape, bool)  # (N, OH, OW, C): the window's max is still unclaimed
+        x_pad, y = self.x_pad, self.y
+        (oh, ow), (kh, kw), (hp, wp) = self.out_hw, self.size, x_pad.shape[1:3]
+        # when the windows tile the input, every cell of the tiles is written: only cells past
+        # them need zeros; otherwise taps add into a zeroed gradient
+        tiled = self.size == self.stride and (oh * kh, ow * kw) == (hp, wp)
+        gx_pad = (np.empty if tiled else np.zeros)(x_pad.shape, gy.dtype)  # (N, Hp, Wp, C)
+
+        def share(chunks):  # each chunk of images writes its own images of gx_pad
+            for c in chunks:
+                self._mask_gradient(x_pad[c], y[c], gy[c], gx_pad[c])
+
+        per_image = int(np.prod(x_pad.shape[1:])) * x_pad.itemsize
+        map_chunks(share, batch_chunks(gy.shape[0], per_image, _CHUNK_BYTES))
+        return (_crop(gx_pad, self.pads, self.x_shape[1:3]),)
+
+    def _mask_gradient(self, x_pad, y, gy, gx_pad):
+        """gx_pad += each window's gy at its first max, for a chunk of images (in place)."""
+        kh, kw = self.size
+        free = np.ones(y.shape, bool)  # (k, OH, OW, C): the window's max is still unclaimed
         if self.size == self.stride:  # non-overlapping tiles: each tap writes its own cells
-            (oh, ow), (hp, wp) = self.out_hw, x_pad.shape[1:3]
-            # every cell of the tiles is written below; only cells past them need zeros
-            tiled = (oh * kh, ow * kw) == (hp, wp)
-            gx_pad = (np.empty if tiled else np.zeros)(x_pad.shape, gy.dtype)  # (N, Hp, Wp, C)
-            x_tiles = _tiles(x_pad, self.size, self.out_hw)  # (N, OH, KH, OW, KW, C), a view
+            x_tiles = _tiles(x_pad, self.size, self.out_hw)  # (k, OH, KH, OW, KW, C), a view
             g_tiles = _tiles(gx_pad, self.size, self.out_hw)  # the same cells of gx_pad
             for u in range(kh):  # keep the first max of each window only
                 for v in range(kw):
-                    first = x_tiles[:, :, u, :, v, :] == y  # (N, OH, OW, C), contiguous
+                    first = x_tiles[:, :, u, :, v, :] == y  # (k, OH, OW, C), contiguous
                     first &= free
                     free ^= first
                     np.multiply(gy, first, out=g_tiles[:, :, u, :, v, :])  # tap (u, v) cells
         else:  # overlapping windows or gaps: one strided add per tap
-            taps = windows(x_pad, self.size, self.stride)  # (N, OH, OW, KH, KW, C)
-            gx_pad = np.zeros(x_pad.shape, gy.dtype)  # (N, Hp, Wp, C)
+            taps = windows(x_pad, self.size, self.stride)  # (k, OH, OW, KH, KW, C)
             (oh, ow), (sh, sw) = self.out_hw, self.stride
             for u in range(kh):
                 for v in range(kw):
-                    first = taps[:, :, :, u, v, :] == y  # (N, OH, OW, C)
+                    first = taps[:, :, :, u, v, :] == y  # (k, OH, OW, C)
                     first &= free
                     free ^= first
-                    view = _cols(_rows(gx_pad, u, oh, sh), v, ow, sw)  # (N, OH, OW, C)
+                    view = _cols(_rows(gx_pad, u, oh, sh), v, ow, sw)  # (k, OH, OW, C)
                     view += gy * first
-        return (_crop(gx_pad, self.pads, self.x_shape[1:3]),)
 
 
 class AveragePooling2D(Function):
