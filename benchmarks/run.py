@@ -287,6 +287,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cnnlab-threads", type=int, default=None,
+                    help="cnnlab's batch-chunk threads (cl.set_num_threads); default --threads")
     ap.add_argument("--only", default="lenet,resnet,infer,conv,ref,mem")
     ap.add_argument("--settle", type=float, default=0.3,
                     help="seconds of pause before each side's timed calls")
@@ -303,7 +305,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    cl.set_num_threads(args.threads)  # cnnlab's batch-chunk threads (ops/parallel.py)
+    cl.set_num_threads(args.cnnlab_threads or args.threads)  # batch-chunk threads
     rng = np.random.default_rng(0)
     rows = []
     only = set(args.only.split(","))

@@ -1,5 +1,6 @@
-"""cnnlab.ops.parallel: batch chunks dealt to threads, BLAS held to one thread inside, and the
-serial fallbacks (one thread, nested calls, no threadpoolctl). The convolution's results under
+"""cnnlab.ops.parallel: batch chunks dealt to threads, BLAS held to one thread from the first
+threaded call until the threads are turned off, the serial fallbacks (one thread, nested calls,
+no threadpoolctl), and the dense layer split into feature blocks. The convolution's results under
 threads are checked against the nested loops in test_conv.py (test_batch_chunks_match_reference
 and test_banded_rows_match_reference run with 1 and 3 threads)."""
 
@@ -19,10 +20,10 @@ from cnnlab.ops import parallel
 
 @pytest.fixture(autouse=True)
 def default_threads():
-    """Every test starts and ends with the default thread count."""
+    """Every test starts with the default thread count and ends with BLAS given back."""
     parallel._state["threads"] = None
     yield
-    cl.set_num_threads(parallel._default_threads())
+    cl.set_num_threads(1)  # gives BLAS its threads back
     parallel._state["threads"] = None
 
 
@@ -47,13 +48,13 @@ def test_chunks_are_dealt_round_robin_and_results_keep_share_order():
     assert all(name.startswith("cnnlab") for name in names[1:])
 
 
-def test_blas_runs_one_thread_inside_shares_and_is_restored_after():
+def test_blas_runs_one_thread_inside_shares():
     np.ones((8, 8)) @ np.ones((8, 8))  # BLAS loaded
     cl.set_num_threads(2)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         inside = parallel.map_chunks(lambda share: _blas_threads(), _chunks(4))
         assert inside == [[1], [1]]
-        assert _blas_threads() == [2]
+        cl.set_num_threads(1)
 
 
 def test_fewer_chunks_than_threads_uses_one_share_per_chunk():
@@ -141,3 +142,41 @@ def test_same_thread_count_gives_the_same_bits(monkeypatch):
         F.conv2d(cl.tensor(x), wt, padding=1).sum().backward()
         grads.append(wt.grad)
     assert np.array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dense_layer_in_feature_blocks_matches_pytorch(monkeypatch, torch, threads, with_bias):
+    """A W large enough to split (here: blocks of 3 features) gives PyTorch's Z, dX, dW, db."""
+    from cnnlab.ops import linear as linear_module
+
+    monkeypatch.setattr(linear_module, "_BLOCK_BYTES", 3 * 8 * 11)
+    assert len(linear_module._feature_blocks(10, 11, 8)) >= 3
+    rng = np.random.default_rng(threads)
+    x, w = rng.normal(size=(5, 11)), rng.normal(size=(11, 10))
+    b = rng.normal(size=10) if with_bias else None
+    gy = rng.normal(size=(5, 10))
+    xt, wt = cl.tensor(x, requires_grad=True), cl.tensor(w, requires_grad=True)
+    bt = None if b is None else cl.tensor(b, requires_grad=True)
+    F.linear(xt, wt, bt).backward(gy)
+    z = F.linear(cl.tensor(x), cl.tensor(w), None if b is None else cl.tensor(b)).numpy()
+
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    tz = torch.nn.functional.linear(tx, tw.T, tb)
+    tz.backward(torch.tensor(gy))
+    np.testing.assert_allclose(z, tz.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad, tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if with_bias:
+        np.testing.assert_allclose(bt.grad, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_blas_is_held_to_one_thread_until_threads_are_turned_off():
+    np.ones((8, 8)) @ np.ones((8, 8))
+    cl.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        parallel.map_chunks(len, _chunks(4))
+        assert _blas_threads() == [1]  # held after the call, not just inside it
+        cl.set_num_threads(1)
+        assert _blas_threads() == [2]  # given back

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_same_dtype, unbroadcast
+from cnnlab.ops.parallel import batch_chunks, map_chunks
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["matmul", "linear"]
@@ -52,20 +53,56 @@ class Linear(Function):
 
     Shapes: X (N, F_in), W (F_in, F_out), b (F_out,), Z (N, F_out).
     Backward: dX = dZ W^T,  dW = X^T dZ,  db = sum over the batch of dZ.
+
+    A large W is split across cnnlab's threads (ops/parallel.py, which holds BLAS to one
+    thread): Z and dW by blocks of output features (columns of W), dX by blocks of input
+    features (rows of W), so that each thread reads its own part of W and no sums are split.
     """
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        z = x @ w  # (N, F_out)
+        z = np.empty((x.shape[0], w.shape[1]), dtype=np.result_type(x, w))  # (N, F_out)
+
+        def share(blocks):  # Z[:, o] = X W[:, o]
+            for o in blocks:
+                np.matmul(x, w[:, o], out=z[:, o])
+
+        map_chunks(share, _feature_blocks(w.shape[1], w.shape[0], w.itemsize))
         if b is not None:
             z += b
         return z
 
     def backward(self, gy):
-        gx = gy @ self.w.T if self.needs_grad[0] else None  # (N, F_in)
-        gw = self.x.T @ gy if self.needs_grad[1] else None  # (F_in, F_out)
-        gb = gy.sum(axis=0) if len(self.needs_grad) > 2 and self.needs_grad[2] else None
+        x, w = self.x, self.w
+        gx = gw = gb = None
+        if self.needs_grad[0]:
+            gx = np.empty((gy.shape[0], w.shape[0]), dtype=gy.dtype)  # (N, F_in)
+
+            def gx_share(blocks):  # dX[:, i] = dZ W[i, :]^T
+                for i in blocks:
+                    np.matmul(gy, w[i].T, out=gx[:, i])
+
+            map_chunks(gx_share, _feature_blocks(w.shape[0], w.shape[1], w.itemsize))
+        if self.needs_grad[1]:
+            gw = np.empty(w.shape, dtype=gy.dtype)  # (F_in, F_out)
+
+            def gw_share(blocks):  # dW[:, o] = X^T dZ[:, o]
+                for o in blocks:
+                    np.matmul(x.T, gy[:, o], out=gw[:, o])
+
+            map_chunks(gw_share, _feature_blocks(w.shape[1], w.shape[0], w.itemsize))
+        if len(self.needs_grad) > 2 and self.needs_grad[2]:
+            gb = gy.sum(axis=0)
         return gx, gw, gb
+
+
+# Blocks of features of W of about this many bytes each; W below half of it is not split.
+_BLOCK_BYTES = 1 << 20
+
+
+def _feature_blocks(count: int, length: int, itemsize: int) -> list:
+    """Slices of ``count`` features of W, each feature ``length`` values of ``itemsize``."""
+    return batch_chunks(count, length * itemsize, _BLOCK_BYTES)
 
 
 def matmul(a, b) -> Tensor:

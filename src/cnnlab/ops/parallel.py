@@ -8,10 +8,21 @@ a half of the time, leaves the second core idle. Here the chunks are dealt round
 running its products on one BLAS thread, so copies and products both run on every core. NumPy
 and BLAS release the GIL while they work, so the Python threads do not wait on each other.
 
-Holding BLAS to one thread needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with
-one thread, or when called from inside a share (a nested call) or while another Python thread of
-the user's holds the region, the chunks run one after the other on the calling thread, exactly
-as before: the results are the same up to the order of floating-point sums.
+BLAS is held to one thread from the first threaded call on, for the whole process, not just
+inside the calls: after a product on several threads, OpenBLAS's idle workers busy-wait for a
+while (about 0.1 s) before they sleep, and in a training step (a dense layer's product, then the
+next convolution's shares) they took the cores from the shares. Measured with
+benchmarks/threads.py, LeNet-5 training step, 2 cores: 10.2 ms on one thread, 12.5 ms on two
+with BLAS held only inside the calls, 8.6 ms with BLAS held throughout (ResNet-20 243 / 182 /
+182 ms). cnnlab thus owns the process's threads, as PyTorch does with ``torch.set_num_threads``:
+NumPy products outside cnnlab also run on one thread while it holds them, and
+``cnnlab.set_num_threads(1)`` gives BLAS its threads back. The dense layer deals large batches
+to the threads itself (ops/linear.py).
+
+This needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with one thread, or when
+called from inside a share (a nested call) or while another Python thread of the user's holds
+the region, the chunks run one after the other on the calling thread, exactly as before: the
+results are the same up to the order of floating-point sums.
 
 The number of threads is ``CNNLAB_NUM_THREADS`` if set, else the CPUs this process may use;
 ``cnnlab.set_num_threads(n)`` changes it (like ``torch.set_num_threads``).
@@ -25,9 +36,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = ["batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count"]
 
-_lock = threading.Lock()  # one threaded region at a time (the BLAS limit is process-wide)
+_lock = threading.Lock()  # one threaded region at a time
 _local = threading.local()  # .inside: this thread is running a share
-_state = {"threads": None, "pool": None, "blas": None}
+# threads: the count; pool: the worker threads; blas: threadpoolctl's controller (False without
+# it); held: the limit that holds BLAS to one thread (None when BLAS has its own threads)
+_state = {"threads": None, "pool": None, "blas": None, "held": None}
 
 
 def _default_threads() -> int:
@@ -64,6 +77,9 @@ def set_num_threads(n: int) -> None:
         if _state["pool"] is not None:  # a new size: start a new pool when next needed
             _state["pool"].shutdown(wait=True)
             _state["pool"] = None
+        if n == 1 and _state["held"] is not None:  # BLAS gets its threads back
+            _state["held"].restore_original_limits()
+            _state["held"] = None
 
 
 def share_count() -> int:
@@ -117,16 +133,27 @@ def map_chunks(work, chunks: list) -> list:
             _state["pool"] = ThreadPoolExecutor(
                 max_workers=get_num_threads() - 1, thread_name_prefix="cnnlab"
             )
+        _hold_blas(blas)
         shares = [chunks[i::threads] for i in range(threads)]
-        with blas.limit(limits=1, user_api="blas"):
-            futures = [_state["pool"].submit(_run_share, work, s) for s in shares[1:]]
-            try:
-                first = _run_share(work, shares[0])
-            finally:
-                wait(futures)  # no share runs on past the BLAS limit or the lock
+        futures = [_state["pool"].submit(_run_share, work, s) for s in shares[1:]]
+        try:
+            first = _run_share(work, shares[0])
+        finally:
+            wait(futures)  # no share runs on past the lock
         return [first, *(f.result() for f in futures)]  # raises a share's error, if any
     finally:
         _lock.release()
+
+
+def _hold_blas(blas) -> None:
+    """BLAS on one thread from now on (see the module docstring), again if something else
+    changed it since; the first hold remembers what set_num_threads(1) gives back."""
+    libs = [lib for lib in blas.lib_controllers if lib.user_api == "blas"]
+    if all(lib.num_threads == 1 for lib in libs):
+        return
+    limiter = blas.limit(limits=1, user_api="blas")
+    if _state["held"] is None:
+        _state["held"] = limiter
 
 
 def _run_share(work, share):
