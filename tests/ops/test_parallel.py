@@ -6,6 +6,7 @@ and test_banded_rows_match_reference run with 1 and 3 threads)."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -180,3 +181,23 @@ def test_blas_is_held_to_one_thread_until_threads_are_turned_off():
         assert _blas_threads() == [1]  # held after the call, not just inside it
         cl.set_num_threads(1)
         assert _blas_threads() == [2]  # given back
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning needs Linux and two CPUs",
+)
+def test_workers_are_pinned_off_the_callers_cpu():
+    """After a threaded call every worker may run on one CPU only, not the caller's."""
+    cl.set_num_threads(2)
+    allowed = os.sched_getaffinity(0)
+    for _ in range(3):  # the first call may start the worker after the placement
+        parallel.map_chunks(len, _chunks(4))
+    here = parallel._current_cpu()
+    workers = parallel._state["workers"]
+    assert len(workers) == 1
+    pinned = os.sched_getaffinity(workers[0])
+    assert len(pinned) == 1 and pinned <= allowed
+    if parallel._state["placed_for"] == here:  # the caller has not moved since
+        assert here not in pinned
+    assert os.sched_getaffinity(0) == allowed  # the caller itself is never pinned
