@@ -91,6 +91,8 @@ def main() -> None:
         print(json.dumps(_child(args.child)))
         return
     t = args.threads
+    if t < 2:
+        ap.error("--threads must be 2 or more (it is compared with 1)")
     print(f"cnnlab alone, median of {args.repeats} processes per setting")
     print(f"| {'benchmark':52} | {'1 thread':>9} | {f'{t} threads':>10} | {'speed-up':>8} |")
     print(f"|{'-' * 54}|{'-' * 11}|{'-' * 12}|{'-' * 10}|")

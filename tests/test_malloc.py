@@ -55,3 +55,10 @@ def test_opt_out_leaves_glibc_defaults():
     change, set_ = _freed_and_flag("0")
     assert not set_
     assert change < -12, f"RSS changed by {change:.1f} MB after freeing a 16 MB array"
+
+
+def test_nothing_is_set_off_linux(monkeypatch):
+    from cnnlab import _malloc
+
+    monkeypatch.setattr(_malloc.sys, "platform", "darwin")
+    assert _malloc.keep_freed_memory() is False

@@ -108,20 +108,32 @@ def _case_id(c):
 @pytest.mark.parametrize("threads", [1, 3], indirect=True)
 @pytest.mark.parametrize("chunk_images", [1, 2])
 @pytest.mark.parametrize(
-    "stride,padding,dilation,groups,c_in,c_out,kernel",
+    "stride,padding,dilation,groups,c_in,c_out,kernel,path",
     [
-        (1, "same", 1, 1, 1, 3, (3, 3)),  # one input channel: the tap-by-tap copy
-        (1, 1, 1, 1, 2, 6, (3, 2)),  # C_out >= 2 C_in: dA_prev by the fold
-        (1, "valid", 2, 1, 4, 3, (2, 3)),  # dA_prev by the flipped kernel, dilated
-        (2, "same", 1, 1, 3, 4, (3, 3)),  # stride 2: dA_prev by col2im
-        ((2, 1), 2, 1, 2, 4, 6, (3, 3)),  # groups, an uneven stride
-        (1, "valid", 1, 4, 4, 4, (3, 3)),  # depthwise
+        (1, "same", 1, 1, 1, 3, (3, 2), "fold"),  # one input channel: the tap-by-tap copy
+        (1, 1, 1, 1, 2, 6, (3, 2), "fold"),  # C_out >= 2 C_in: dA_prev by the fold
+        (1, "valid", 2, 1, 9, 10, (2, 3), "flip"),  # by the flipped kernel, dilated
+        (2, "same", 1, 1, 3, 4, (3, 3), "col2im"),  # stride 2: dA_prev by col2im
+        ((2, 1), 2, 1, 2, 4, 6, (3, 3), "col2im"),  # groups, an uneven stride
+        (1, "valid", 1, 4, 4, 4, (3, 3), "flip"),  # depthwise
+        (1, 1, 1, 1, 3, 5, (3, 3), "band"),  # few channels: banded rows
     ],
 )
 def test_batch_chunks_match_reference(monkeypatch, threads, chunk_images, stride, padding,
-                                      dilation, groups, c_in, c_out, kernel):
+                                      dilation, groups, c_in, c_out, kernel, path):
     """Forward and backward walk the batch in chunks, on 1 or 3 threads; with chunks of one or
-    two images (5 images: chunks of 1, or of 1-2 images) the results are those of the loops."""
+    two images (5 images: chunks of 1, or of 1-2 images) the results are those of the loops,
+    for each of the input gradient's methods (`path`, checked)."""
+    taken = set()
+    for name, method in [("band", "_band_input_grad"), ("flip", "_input_grad_flip"),
+                         ("fold", "_input_grad_fold"), ("col2im", "_input_grad_col2im")]:
+        original = getattr(conv_module.Conv2d, method)
+
+        def spy(op, gy, name=name, original=original):
+            taken.add(name)
+            return original(op, gy)
+
+        monkeypatch.setattr(conv_module.Conv2d, method, spy)
     kh, kw = kernel
     rng = np.random.default_rng(chunk_images)
     x = rng.normal(size=(5, 8, 7, c_in))
@@ -134,6 +146,7 @@ def test_batch_chunks_match_reference(monkeypatch, threads, chunk_images, stride
     gy = rng.normal(size=z_ref.shape)
     y, gx, gw, gb = run_conv(x, w, b, gy, stride=stride, padding=padding, dilation=dilation,
                              groups=groups)
+    assert taken == {path}
     dA, dW, db = conv_backward(gy, cache)
     assert_rel(y, z_ref, 1e-10, "forward")
     assert_rel(gx, dA, 1e-10, "dA_prev")

@@ -11,7 +11,8 @@ Forward, per example n, output position (i, j) and filter o (the notes' Z = W * 
 where g = o // Og is the group of filter o. Vectorised: the windows of the padded input are a
 strided view, copied into a matrix ``cols`` (M, K), and one BLAS product gives Z = cols @ W.
 The batch is walked in chunks of a few images, so that each chunk's cols (about 2 MB) is still
-in the processor's cache when the product reads it, and cols is never built whole.
+in the processor's cache when the product reads it, and cols is never built whole; the chunks
+are dealt to cnnlab's threads (ops/parallel.py), each with its own buffers.
 
 Backward, with gy = dZ:
 
@@ -193,15 +194,14 @@ class Conv2d(Function):
         kh, kw, _, _ = self.w.shape
         (oh, ow), bw = self.out_hw, self.band
         q = bw + self.dilation[1] * (kw - 1)
-        buf, buf_rows = None, 0
+        most = max((c.stop - c.start for c in chunks), default=0)  # images in a chunk
+        store = np.empty(most * oh * (ow // bw) * kh * q * c_in, dtype=x.dtype)  # for any chunk
         # (k, OH, OW/B, KH, Q, C_in) views: blocks B apart along the row, taps dh apart down it
         for chunk, k, src in self._padded_windows(x, chunks, (kh, q), (1, bw),
                                                   (self.dilation[0], 1)):
-            if buf_rows != k * oh * (ow // bw):  # first chunk, or a shorter last one
-                buf_rows = k * oh * (ow // bw)
-                buf = np.empty((buf_rows, kh * q * c_in), dtype=x.dtype)
-            buf.reshape(src.shape)[...] = src  # the copy of the rows
-            yield chunk, buf
+            rows = store[: k * oh * (ow // bw) * kh * q * c_in].reshape(-1, kh * q * c_in)
+            rows.reshape(src.shape)[...] = src  # the copy of the rows
+            yield chunk, rows
 
     def _band_weight_grad(self, gy: np.ndarray) -> np.ndarray:
         """dW (KH, KW, C_in, C_out) by the banded method: S = rows^T dZ, then its diagonals.
@@ -312,22 +312,20 @@ class Conv2d(Function):
 
         cols is (Mc, K), Mc = images in the chunk * OH * OW, columns ordered (u, v, c) like
         W.reshape(K, C_out); with groups (G, Mc, K), group g's channels only. One padded buffer
-        and one cols buffer serve every chunk (the padding border stays zero), so a cols is
-        valid only until the next one is asked for.
+        and one cols buffer, sized for the largest chunk, serve every chunk (the padding border
+        stays zero), so a cols is valid only until the next one is asked for.
         """
         c_in = x.shape[3]
         kh, kw, cg, _ = self.w.shape
         g, (oh, ow) = self.groups, self.out_hw
-        buf, buf_rows = None, 0
+        most = max((c.stop - c.start for c in chunks), default=0)  # images in a chunk
+        store = np.empty(most * oh * ow * kh * kw * c_in, dtype=x.dtype)  # serves every chunk
         # (k, OH, OW, KH, KW, C_in) views of the chunk's windows
         for chunk, k, src in self._padded_windows(x, chunks, (kh, kw), self.stride,
                                                   self.dilation):
-            if buf_rows != k * oh * ow:  # first chunk, or a shorter last one
-                buf_rows = k * oh * ow
-                buf = np.empty(
-                    (kh, kw, buf_rows) if c_in == 1 and g == 1 else (g, buf_rows, kh * kw * cg),
-                    dtype=x.dtype,
-                )
+            rows = k * oh * ow
+            flat = store[: rows * kh * kw * c_in]  # this chunk's part, contiguous
+            buf = flat.reshape((kh, kw, rows) if c_in == 1 and g == 1 else (g, rows, kh * kw * cg))
             if g == 1 and c_in == 1:
                 # one channel (a grayscale first layer): copying tap by tap is ~4x faster than
                 # copying the 6-D view, whose innermost run is a single number

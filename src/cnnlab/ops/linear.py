@@ -67,7 +67,7 @@ class Linear(Function):
             for o in blocks:
                 np.matmul(x, w[:, o], out=z[:, o])
 
-        map_chunks(share, _feature_blocks(w.shape[1], w.shape[0], w.itemsize))
+        map_chunks(share, _feature_blocks(w.shape[1], w.shape[0] + x.shape[0], w.itemsize))
         if b is not None:
             z += b
         return z
@@ -82,7 +82,7 @@ class Linear(Function):
                 for i in blocks:
                     np.matmul(gy, w[i].T, out=gx[:, i])
 
-            map_chunks(gx_share, _feature_blocks(w.shape[0], w.shape[1], w.itemsize))
+            map_chunks(gx_share, _feature_blocks(w.shape[0], w.shape[1] + gy.shape[0], w.itemsize))
         if self.needs_grad[1]:
             gw = np.empty(w.shape, dtype=gy.dtype)  # (F_in, F_out)
 
@@ -90,18 +90,19 @@ class Linear(Function):
                 for o in blocks:
                     np.matmul(x.T, gy[:, o], out=gw[:, o])
 
-            map_chunks(gw_share, _feature_blocks(w.shape[1], w.shape[0], w.itemsize))
+            map_chunks(gw_share, _feature_blocks(w.shape[1], w.shape[0] + x.shape[0], w.itemsize))
         if len(self.needs_grad) > 2 and self.needs_grad[2]:
             gb = gy.sum(axis=0)
         return gx, gw, gb
 
 
-# Blocks of features of W of about this many bytes each; W below half of it is not split.
+# Blocks of features of about this many bytes each (a feature's column or row of W and its
+# column of the batch's output or gradient); below half of it, nothing is split.
 _BLOCK_BYTES = 1 << 20
 
 
 def _feature_blocks(count: int, length: int, itemsize: int) -> list:
-    """Slices of ``count`` features of W, each feature ``length`` values of ``itemsize``."""
+    """Slices of ``count`` features, each touching ``length`` values of ``itemsize`` bytes."""
     return batch_chunks(count, length * itemsize, _BLOCK_BYTES)
 
 

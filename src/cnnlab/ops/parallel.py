@@ -16,13 +16,15 @@ benchmarks/threads.py, LeNet-5 training step, 2 cores: 10.2 ms on one thread, 12
 with BLAS held only inside the calls, 8.6 ms with BLAS held throughout (ResNet-20 243 / 182 /
 182 ms). cnnlab thus owns the process's threads, as PyTorch does with ``torch.set_num_threads``:
 NumPy products outside cnnlab also run on one thread while it holds them, and
-``cnnlab.set_num_threads(1)`` gives BLAS its threads back. The dense layer deals large batches
-to the threads itself (ops/linear.py).
+``cnnlab.set_num_threads(1)`` gives BLAS its threads back. A large dense layer splits its
+features across the threads itself (ops/linear.py); other products (``matmul``) run on one.
 
-This needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with one thread, or when
-called from inside a share (a nested call) or while another Python thread of the user's holds
-the region, the chunks run one after the other on the calling thread, exactly as before: the
-results are the same up to the order of floating-point sums.
+This needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with one thread, the chunks
+run one after the other on the calling thread, with BLAS's own threads. Called from inside a
+share (a nested call), or while another of the user's threads holds the region, they also run
+on the calling thread, with BLAS as it is (held to one thread once a threaded call has run).
+The results are the same up to the order of floating-point sums: a given thread count, without
+concurrent callers, gives the same bits every run.
 
 The number of threads is ``CNNLAB_NUM_THREADS`` if set, else the CPUs this process may use;
 ``cnnlab.set_num_threads(n)`` changes it (like ``torch.set_num_threads``).
@@ -125,13 +127,15 @@ def map_chunks(work, chunks: list) -> list:
     return partial results for the caller to combine (in share order, so that a given thread
     count always gives the same sums).
     """
-    threads = min(get_num_threads(), len(chunks))
-    if threads <= 1 or getattr(_local, "inside", False):
+    if min(get_num_threads(), len(chunks)) <= 1 or getattr(_local, "inside", False):
         return [work(chunks)]
     blas = _blas_controller()
     if not blas or not _lock.acquire(blocking=False):
         return [work(chunks)]
     try:
+        threads = min(get_num_threads(), len(chunks))  # again: set_num_threads may have run
+        if threads <= 1:
+            return [work(chunks)]
         if _state["pool"] is None:
             _state["workers"] = []
             _state["pool"] = ThreadPoolExecutor(
@@ -168,25 +172,25 @@ def _register_worker() -> None:
 
 
 def _place_workers() -> None:
-    """Keep each worker thread on a CPU of its own, not the caller's (Linux; elsewhere nothing).
+    """Keep the worker threads off the caller's CPU (Linux; elsewhere nothing).
 
     After an idle spell the kernel wakes a worker on the CPU of the thread that woke it, and the
     caller's share and the worker's then share one CPU until the load balancer moves one of
     them, some 10 calls later: LeNet-5 conv2 forward+backward took 4.6-4.7 ms for the first
     calls after a 0.3 s pause and 2.8 ms after (benchmarks/run.py and ops.py pause before each
     side's calls, so every convolution row there was hit). With the workers pinned off the
-    caller's CPU: 2.7-2.9 ms from the first call. Only the workers are pinned, never the
-    caller, and only to CPUs this process may use; they move when the caller does.
+    caller's CPU: 2.7-2.9 ms from the first call. Only the workers are restricted (to the CPUs
+    this process may use, less the caller's), never the caller; they follow when it moves.
     """
     here = _current_cpu()
     if here is None or here == _state.get("placed_for"):
         return
-    cpus = [c for c in sorted(os.sched_getaffinity(0)) if c != here]
-    if not cpus:
+    others = os.sched_getaffinity(0) - {here}  # the kernel still balances the workers on these
+    if not others:
         return
     try:
-        for i, tid in enumerate(list(_state["workers"])):
-            os.sched_setaffinity(tid, {cpus[i % len(cpus)]})
+        for tid in list(_state["workers"]):
+            os.sched_setaffinity(tid, others)
     except OSError:  # a worker gone, or not allowed: leave the placement to the kernel
         return
     if len(_state["workers"]) == get_num_threads() - 1:  # every worker placed
@@ -195,6 +199,8 @@ def _place_workers() -> None:
 
 def _current_cpu():
     """The CPU the calling thread runs on (glibc's sched_getcpu), or None where unknown."""
+    if not hasattr(os, "sched_setaffinity"):  # not Linux
+        return None
     if _state.get("getcpu") is None:
         try:
             import ctypes
@@ -202,12 +208,23 @@ def _current_cpu():
             getcpu = ctypes.CDLL(None).sched_getcpu
             getcpu.restype = ctypes.c_int
             _state["getcpu"] = getcpu
-        except (OSError, AttributeError):
+        except Exception:  # no such symbol (not glibc), or no C library to open
             _state["getcpu"] = False
-    if not _state["getcpu"] or not hasattr(os, "sched_setaffinity"):
+    if not _state["getcpu"]:
         return None
     cpu = _state["getcpu"]()
     return cpu if cpu >= 0 else None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's worker threads (and maybe a held lock)."""
+    global _lock
+    _lock = threading.Lock()
+    _state["pool"], _state["workers"], _state["placed_for"] = None, [], None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run_share(work, share):

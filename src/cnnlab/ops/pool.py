@@ -7,7 +7,8 @@ position inside the window, 0 <= u < KH, 0 <= v < KW).
 Window (i, j) covers rows i*SH .. i*SH+KH-1 and columns j*SW .. j*SW+KW-1 of the padded input,
 so ``geometry.output_size`` (dilation 1) gives OH = floor((H + p_top + p_bottom - KH) / SH) + 1.
 
-Speed, without a Python loop over pixels or batch items: a window max or sum is separable
+Speed, without a Python loop over pixels or batch items (max pooling's backward walks the batch
+in a few chunks of images, dealt to cnnlab's threads): a window max or sum is separable
 (reduce the KH rows, then the KW columns: KH + KW - 2 whole-array ufunc calls on strided views).
 Backward sends each window's gradient back to its cells: one broadcast and reshape when the
 windows tile the input (stride == size), otherwise the adjoint of the two separable stages
