@@ -203,73 +203,78 @@ class Conv2d(Function):
             rows.reshape(src.shape)[...] = src  # the copy of the rows
             yield chunk, rows
 
-    def _band_weight_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dW (KH, KW, C_in, C_out) by the banded method: S = rows^T dZ, then its diagonals.
+    def _band_backward(self, gy: np.ndarray, need_w: bool, need_x: bool):
+        """(dW, dA_prev) by the banded method, in one walk over the batch chunks: each chunk's
+        dZ serves both while it is in cache, and the threads are woken once.
+
+        dW: S = rows^T dZ, then its diagonals,
 
             S[u, q, c, j, o] = sum_{n, i, b} rows[(n, i, b), (u, q, c)] dZ[n, i, b*B + j, o]
             dW[u, v, c, o] = sum_j S[u, j + v*dw, c, j, o]
+
+        dA_prev: one product Y = dZ T^T a chunk, then KH*ceil(Q/B) strided adds
+        (_band_input_grad_chunk).
         """
         kh, kw, c_in, c_out = self.w.shape
         bw, dw = self.band, self.dilation[1]
         q = bw + dw * (kw - 1)
+        gx = np.empty(self.x_shape, dtype=gy.dtype) if need_x else None  # (N, H, W, C_in)
 
-        def share(chunks):  # this share's part of S
-            s = np.zeros((kh * q * c_in, bw * c_out), dtype=gy.dtype)  # (KH*Q*C_in, B*C_out)
-            for chunk, rows in self._rows_by_chunk(self.x, chunks):  # (Mc/B, KH*Q*C_in)
-                s += rows.T @ gy[chunk].reshape(-1, bw * c_out)  # (KH*Q*C_in, B*C_out)
+        def share(chunks):  # this share's part of S; its chunks' images of gx
+            s = np.zeros((kh * q * c_in, bw * c_out), dtype=gy.dtype) if need_w else None
+            pairs = self._rows_by_chunk(self.x, chunks) if need_w else ((c, None) for c in chunks)
+            for chunk, rows in pairs:  # rows (Mc/B, KH*Q*C_in)
+                gy_rows = gy[chunk].reshape(-1, bw * c_out)  # (Mc/B, B*C_out)
+                if need_w:
+                    s += rows.T @ gy_rows  # (KH*Q*C_in, B*C_out)
+                if need_x:
+                    self._band_input_grad_chunk(gy_rows, gx[chunk])
             return s
 
-        s = _sum(map_chunks(share, self._band_chunks(gy.shape[0])))
-        s = s.reshape(kh, q, c_in, bw, c_out)
+        parts = map_chunks(share, self._band_chunks(gy.shape[0]))
+        if not need_w:
+            return None, gx
+        s = _sum(parts).reshape(kh, q, c_in, bw, c_out)
         st = s.strides
         diag = np.lib.stride_tricks.as_strided(  # diag[u, v, c, j, o] = S[u, j + v*dw, c, j, o]
             s, (kh, kw, c_in, bw, c_out), (st[0], dw * st[1], st[2], st[1] + st[3], st[4]),
             writeable=False,
         )
-        return diag.sum(axis=3)
+        return diag.sum(axis=3), gx
 
-    def _band_input_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dA_prev by the banded method: one product Y = dZ T^T, then KH*ceil(Q/B) strided adds.
+    def _band_input_grad_chunk(self, gy_rows: np.ndarray, gx: np.ndarray) -> None:
+        """dA_prev of a chunk of k images into gx (k, H, W, C_in): Y = dZ T^T, then the adds
 
             Y[(n, i, b), (u, q, c)] = sum_{j, o} dZ[n, i, b*B + j, o] T[u, q, c, j, o]
             dA_pad[n, i + u*dh, b*B + q, c] += Y[(n, i, b), (u, q, c)]   for every u, b
+
+        Blocks overlap (Q > B) but blocks P = ceil(Q/B) apart do not: the blocks of one class r
+        (r, r + P, ...) are added with one strided view of dA_pad, its cells disjoint.
         """
-        n, h, wd, c_in = self.x_shape
+        k, h, wd, c_in = gx.shape
         kh, kw, _, c_out = self.w.shape
         bw, (dh, dw), ((pt, pb), (pl, pr)) = self.band, self.dilation, self.pads
         oh, ow = self.out_hw
         nb, q = ow // bw, bw + dw * (kw - 1)
         hp, wp = h + pt + pb, wd + pl + pr
-        tt = self.t.T  # (B*C_out, KH*Q*C_in)
-        # Blocks overlap (Q > B) but blocks P = ceil(Q/B) apart do not: the blocks of one class
-        # r, P apart, are added with one strided view of dA_pad (its cells disjoint).
         classes = -(-q // bw)  # P
-        gx = np.empty(self.x_shape, dtype=gy.dtype)  # (N, H, W, C_in)
-
-        def share(chunks):  # each chunk writes its own images of gx
-            for chunk in chunks:
-                k = chunk.stop - chunk.start  # images in this chunk
-                y = gy[chunk].reshape(-1, bw * c_out) @ tt  # (k*OH*OW/B, KH*Q*C_in)
-                y = y.reshape(k, oh, nb, kh, q * c_in)
-                if (hp, wp) == (h, wd):  # no padding: accumulate straight into gx
-                    gp = gx[chunk].reshape(k, hp, wp * c_in)  # a view
-                    gp[...] = 0
-                else:
-                    gp = np.zeros((k, hp, wp * c_in), dtype=gy.dtype)  # dA_pad, rows of Wp*C_in
-                for u in range(kh):
-                    for r in range(min(classes, nb)):
-                        blocks = y[:, :, r::classes, u]  # (k, OH, blocks of class r, Q*C_in)
-                        start = gp[:, u * dh :, r * bw * c_in :]  # block r starts at column r*B
-                        (s0, s1, s2), step = start.strides, classes * bw * c_in * gp.itemsize
-                        target = np.lib.stride_tricks.as_strided(  # the class's blocks, disjoint
-                            start, blocks.shape, (s0, s1, step, s2), writeable=True
-                        )
-                        target += blocks
-                if (hp, wp) != (h, wd):
-                    gx[chunk] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
-
-        map_chunks(share, self._band_chunks(n))
-        return gx
+        y = (gy_rows @ self.t.T).reshape(k, oh, nb, kh, q * c_in)  # Y, (k, OH, OW/B, KH, Q*C_in)
+        if (hp, wp) == (h, wd):  # no padding: accumulate straight into gx
+            gp = gx.reshape(k, hp, wp * c_in)  # a view
+            gp[...] = 0
+        else:
+            gp = np.zeros((k, hp, wp * c_in), dtype=gx.dtype)  # dA_pad on rows of Wp*C_in
+        (s0, s1, _), item = gp.strides, gp.itemsize
+        for u in range(kh):
+            for r in range(min(classes, nb)):
+                blocks = y[:, :, r::classes, u]  # (k, OH, blocks of class r, Q*C_in)
+                target = np.ndarray(  # the class's blocks in dA_pad: rows u*dh.., columns r*B..
+                    blocks.shape, gp.dtype, buffer=gp, offset=u * dh * s1 + r * bw * c_in * item,
+                    strides=(s0, s1, classes * bw * c_in * item, item),
+                )
+                target += blocks
+        if (hp, wp) != (h, wd):
+            gx[...] = gp.reshape(k, hp, wp, c_in)[:, pt : pt + h, pl : pl + wd]
 
     def _batch_chunks(self, n: int) -> list:
         """Slices of the batch whose window matrix is about _CHUNK_BYTES (at least one image).
@@ -351,9 +356,10 @@ class Conv2d(Function):
             # summed over image rows first (N*OH, OW*C_out), whose long rows NumPy adds fast
             ow = self.out_hw[1]
             gb = gy.reshape(-1, ow * c_out).sum(axis=0).reshape(ow, c_out).sum(axis=0)  # (C_out,)
-        if self.needs_grad[1] and self.band:
-            gw = self._band_weight_grad(gy)  # (KH, KW, C_in, C_out)
-        elif self.needs_grad[1]:
+        if self.band:  # few channels: dW and dA_prev together
+            gw, gx = self._band_backward(gy, self.needs_grad[1], self.needs_grad[0])
+            return gx, gw, gb
+        if self.needs_grad[1]:
             # dW = cols^T dZ, summed chunk by chunk over windows built again from the input
             def share(chunks):  # this share's part of dW
                 gw = np.zeros((g, kh * kw * cg, og), dtype=gy.dtype)  # (G, K, Og)
@@ -373,18 +379,16 @@ class Conv2d(Function):
         return gx, gw, gb
 
     def _input_grad(self, gy: np.ndarray) -> np.ndarray:
-        """dA_prev (N, H, W, C_in) by whichever of four equal formulas is fastest here.
+        """dA_prev (N, H, W, C_in) by whichever of three equal formulas is fastest here (few
+        channels take the banded rows, in _band_backward).
 
-        Few channels: the banded rows, as in forward. Otherwise, stride 1: the fold writes
-        KH*KW*C_in values per position, the flipped-kernel convolution copies KH*KW*C_out: the
-        fold when C_out >= 2 C_in, else the convolution. Stride > 1: the scatter of each tap
-        (col2im), whose product is no bigger than the forward's. (Measured in benchmarks/ops.py
-        and benchmarks/run.py.) The banded rows and the convolution walk the batch in chunks
-        themselves; the fold and col2im are given one chunk at a time.
+        Stride 1: the fold writes KH*KW*C_in values per position, the flipped-kernel
+        convolution copies KH*KW*C_out: the fold when C_out >= 2 C_in, else the convolution.
+        Stride > 1: the scatter of each tap (col2im), whose product is no bigger than the
+        forward's. (Measured in benchmarks/ops.py and benchmarks/run.py.) The convolution walks
+        the batch in chunks itself; the fold and col2im are given one chunk at a time.
         """
         c_in, c_out = self.x_shape[3], self.w.shape[3]
-        if self.band:  # few channels: see _BAND_MAX_CIN
-            return self._band_input_grad(gy)
         if self.stride == (1, 1) and (self.groups > 1 or 2 * c_in > c_out):
             return self._input_grad_flip(gy)
         by_chunk = self._input_grad_fold if self.stride == (1, 1) else self._input_grad_col2im
