@@ -44,7 +44,7 @@ import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
 from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
-from cnnlab.ops.parallel import batch_chunks, map_chunks
+from cnnlab.ops.parallel import batch_chunks, map_chunks, sum_parts
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["conv2d"]
@@ -67,14 +67,6 @@ _CHUNK_BYTES = 1 << 21
 # 1->6 5x5 'same' 8.6 -> 7.3, ResNet-20's first 3->16 3x3 b64 10.3 -> 8.7; slower where it is
 # not used: 16->16 3x3 (21 -> 25 ms at B = 4, 26 at B = 2), 1x1 64->16 (3.3 -> 7.1 ms).
 _BAND_MAX_CIN, _BAND_MAX_COUT, _BAND_MIN_KW = 8, 16, 3
-
-
-def _sum(parts: list) -> np.ndarray:
-    """The shares' partial sums added in share order (the same order for a given thread count)."""
-    total = parts[0]
-    for part in parts[1:]:
-        total += part
-    return total
 
 
 def _chunks(n: int, bytes_per_image: int) -> list:
@@ -234,7 +226,7 @@ class Conv2d(Function):
         parts = map_chunks(share, self._band_chunks(gy.shape[0]))
         if not need_w:
             return None, gx
-        s = _sum(parts).reshape(kh, q, c_in, bw, c_out)
+        s = sum_parts(parts).reshape(kh, q, c_in, bw, c_out)
         st = s.strides
         diag = np.lib.stride_tricks.as_strided(  # diag[u, v, c, j, o] = S[u, j + v*dw, c, j, o]
             s, (kh, kw, c_in, bw, c_out), (st[0], dw * st[1], st[2], st[1] + st[3], st[4]),
@@ -372,7 +364,7 @@ class Conv2d(Function):
                         gw += np.matmul(cols.transpose(0, 2, 1), gyg)  # (G, K, Mc) @ (G, Mc, Og)
                 return gw
 
-            gw = _sum(map_chunks(share, self._batch_chunks(gy.shape[0])))  # (G, K, Og)
+            gw = sum_parts(map_chunks(share, self._batch_chunks(gy.shape[0])))  # (G, K, Og)
             gw = gw.transpose(1, 0, 2).reshape(self.w.shape)  # (KH, KW, Cg, C_out)
         if self.needs_grad[0]:
             gx = self._input_grad(gy)  # (N, H, W, C_in)

@@ -36,7 +36,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-__all__ = ["batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count"]
+__all__ = [
+    "batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count", "sum_parts",
+]
 
 _lock = threading.Lock()  # one threaded region at a time
 _local = threading.local()  # .inside: this thread is running a share
@@ -118,6 +120,14 @@ def batch_chunks(n: int, bytes_per_image: int, chunk_bytes: int) -> list:
     count = min(n, count)
     bounds = [n * i // count for i in range(count + 1)] if n else []
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def sum_parts(parts: list):
+    """The shares' partial sums added in share order (the same order for a given thread count)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def map_chunks(work, chunks: list) -> list:
