@@ -204,7 +204,7 @@ def test_dense_layer_in_feature_blocks_matches_pytorch(monkeypatch, torch, threa
     from cnnlab.ops import linear as linear_module
 
     monkeypatch.setattr(linear_module, "_BLOCK_BYTES", 3 * 8 * 11)
-    assert len(linear_module._feature_blocks(10, 11, 8)) >= 3
+    assert len(parallel.batch_chunks(10, (11 + 5) * 8, linear_module._BLOCK_BYTES)) >= 3
     rng = np.random.default_rng(threads)
     x, w = rng.normal(size=(5, 11)), rng.normal(size=(11, 10))
     b = rng.normal(size=10) if with_bias else None

@@ -54,56 +54,46 @@ class Linear(Function):
     Shapes: X (N, F_in), W (F_in, F_out), b (F_out,), Z (N, F_out).
     Backward: dX = dZ W^T,  dW = X^T dZ,  db = sum over the batch of dZ.
 
-    A large W is split across cnnlab's threads (ops/parallel.py, which holds BLAS to one
-    thread): Z and dW by blocks of output features (columns of W), dX by blocks of input
-    features (rows of W), so that each thread reads its own part of W and no sums are split.
+    A large product is split across cnnlab's threads (ops/parallel.py, which holds BLAS to one
+    thread) by blocks of its columns: Z and dW by output features (columns of W and dZ), dX by
+    input features (rows of W), so that each thread reads its own part of W and no sum is split.
     """
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        z = np.empty((x.shape[0], w.shape[1]), dtype=np.result_type(x, w))  # (N, F_out)
-
-        def share(blocks):  # Z[:, o] = X W[:, o]
-            for o in blocks:
-                np.matmul(x, w[:, o], out=z[:, o])
-
-        map_chunks(share, _feature_blocks(w.shape[1], w.shape[0] + x.shape[0], w.itemsize))
+        z = _columns_on_threads(x, w)  # (N, F_out)
         if b is not None:
             z += b
         return z
 
     def backward(self, gy):
         x, w = self.x, self.w
-        gx = gw = gb = None
-        if self.needs_grad[0]:
-            gx = np.empty((gy.shape[0], w.shape[0]), dtype=gy.dtype)  # (N, F_in)
-
-            def gx_share(blocks):  # dX[:, i] = dZ W[i, :]^T
-                for i in blocks:
-                    np.matmul(gy, w[i].T, out=gx[:, i])
-
-            map_chunks(gx_share, _feature_blocks(w.shape[0], w.shape[1] + gy.shape[0], w.itemsize))
-        if self.needs_grad[1]:
-            gw = np.empty(w.shape, dtype=gy.dtype)  # (F_in, F_out)
-
-            def gw_share(blocks):  # dW[:, o] = X^T dZ[:, o]
-                for o in blocks:
-                    np.matmul(x.T, gy[:, o], out=gw[:, o])
-
-            map_chunks(gw_share, _feature_blocks(w.shape[1], w.shape[0] + x.shape[0], w.itemsize))
-        if len(self.needs_grad) > 2 and self.needs_grad[2]:
-            gb = gy.sum(axis=0)
+        gx = _columns_on_threads(gy, w.T) if self.needs_grad[0] else None  # (N, F_in)
+        gw = _columns_on_threads(x.T, gy) if self.needs_grad[1] else None  # (F_in, F_out)
+        gb = gy.sum(axis=0) if len(self.needs_grad) > 2 and self.needs_grad[2] else None
         return gx, gw, gb
 
 
-# Blocks of features of about this many bytes each (a feature's column or row of W and its
-# column of the batch's output or gradient); below half of it, nothing is split.
+# Blocks of columns of about this many bytes each (a column of b and the column of the result);
+# below half of it, nothing is split.
 _BLOCK_BYTES = 1 << 20
 
 
-def _feature_blocks(count: int, length: int, itemsize: int) -> list:
-    """Slices of ``count`` features, each touching ``length`` values of ``itemsize`` bytes."""
-    return batch_chunks(count, length * itemsize, _BLOCK_BYTES)
+def _columns_on_threads(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b, its columns in blocks dealt to cnnlab's threads: out[:, o] = a @ b[:, o].
+
+    Each block reads its own columns of b (of W, or of dZ for dW) and writes its own columns of
+    the result, so no sum is split between threads. One block (the product whole) when small.
+    """
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+
+    def share(blocks):
+        for o in blocks:
+            np.matmul(a, b[:, o], out=out[:, o])
+
+    column_bytes = (b.shape[0] + a.shape[0]) * b.itemsize
+    map_chunks(share, batch_chunks(b.shape[1], column_bytes, _BLOCK_BYTES))
+    return out
 
 
 def matmul(a, b) -> Tensor:

@@ -193,7 +193,7 @@ def _place_workers() -> None:
     this process may use, less the caller's), never the caller; they follow when it moves.
     """
     here = _current_cpu()
-    if here is None or here == _state.get("placed_for"):
+    if here is None or here == _state["placed_for"]:
         return
     others = os.sched_getaffinity(0) - {here}  # the kernel still balances the workers on these
     if not others:
@@ -211,7 +211,7 @@ def _current_cpu():
     """The CPU the calling thread runs on (glibc's sched_getcpu), or None where unknown."""
     if not hasattr(os, "sched_setaffinity"):  # not Linux
         return None
-    if _state.get("getcpu") is None:
+    if _state["getcpu"] is None:
         try:
             import ctypes
 
