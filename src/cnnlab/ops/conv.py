@@ -74,6 +74,11 @@ def _chunks(n: int, bytes_per_image: int) -> list:
     return batch_chunks(n, bytes_per_image, _CHUNK_BYTES)
 
 
+def _most(chunks: list) -> int:
+    """Images in the largest chunk: the buffers a walk over ``chunks`` reuses are this big."""
+    return max((c.stop - c.start for c in chunks), default=0)
+
+
 class Conv2d(Function):
     """Z = conv(A_prev, W) + b, channels-last; see the module docstring for the formulas."""
 
@@ -186,8 +191,7 @@ class Conv2d(Function):
         kh, kw, _, _ = self.w.shape
         (oh, ow), bw = self.out_hw, self.band
         q = bw + self.dilation[1] * (kw - 1)
-        most = max((c.stop - c.start for c in chunks), default=0)  # images in a chunk
-        store = np.empty(most * oh * (ow // bw) * kh * q * c_in, dtype=x.dtype)  # for any chunk
+        store = np.empty(_most(chunks) * oh * (ow // bw) * kh * q * c_in, dtype=x.dtype)
         # (k, OH, OW/B, KH, Q, C_in) views: blocks B apart along the row, taps dh apart down it
         for chunk, k, src in self._padded_windows(x, chunks, (kh, q), (1, bw),
                                                   (self.dilation[0], 1)):
@@ -290,8 +294,7 @@ class Conv2d(Function):
         n, h, wd, c_in = x.shape
         (pt, pb), (pl, pr) = self.pads
         if pt or pb or pl or pr:
-            most = max(chunk.stop - chunk.start for chunk in chunks)  # images in a chunk
-            x_pad = np.zeros((most, h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
+            x_pad = np.zeros((_most(chunks), h + pt + pb, wd + pl + pr, c_in), dtype=x.dtype)
         else:
             x_pad = x  # no padding: the windows of the whole batch, sliced per chunk
         win = windows(x_pad, kernel, stride, dilation)  # (., OH', OW', KH', KW', C_in)
@@ -315,8 +318,7 @@ class Conv2d(Function):
         c_in = x.shape[3]
         kh, kw, cg, _ = self.w.shape
         g, (oh, ow) = self.groups, self.out_hw
-        most = max((c.stop - c.start for c in chunks), default=0)  # images in a chunk
-        store = np.empty(most * oh * ow * kh * kw * c_in, dtype=x.dtype)  # serves every chunk
+        store = np.empty(_most(chunks) * oh * ow * kh * kw * c_in, dtype=x.dtype)
         # (k, OH, OW, KH, KW, C_in) views of the chunk's windows
         for chunk, k, src in self._padded_windows(x, chunks, (kh, kw), self.stride,
                                                   self.dilation):
