@@ -38,11 +38,12 @@ where rows[(n, i, b), (u, q, c)] = A_pad[n, i + u*dh, b*B + q, c] (see Conv2d._b
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
 
-from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype
+from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype, repeat_row
 from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
 from cnnlab.ops.parallel import batch_chunks, map_chunks, sum_parts
 from cnnlab.tensor import Function, Tensor
@@ -77,6 +78,13 @@ def _chunks(n: int, bytes_per_image: int) -> list:
 def _most(chunks: list) -> int:
     """Images in the largest chunk: the buffers a walk over ``chunks`` reuses are this big."""
     return max((c.stop - c.start for c in chunks), default=0)
+
+
+@functools.lru_cache(maxsize=256)
+def _band_divisor(ow: int, kw: int) -> int:
+    """The block width B of Conv2d._band_width for an output row of OW and a kernel KW wide."""
+    divisors = [d for d in range(1, min(2 * kw - 1, ow) + 1) if ow % d == 0]
+    return max(d for d in divisors if d >= kw) if divisors[-1] >= kw else divisors[-1]
 
 
 class Conv2d(Function):
@@ -132,7 +140,7 @@ class Conv2d(Function):
             # values (broadcasting b over (M, C_out) runs over rows of only C_out values)
             n, oh, ow, c_out = z.shape
             z_rows = z.reshape(n * oh, ow * c_out)  # (N*OH, OW*C_out), a view
-            z_rows += np.tile(b, ow)
+            z_rows += repeat_row(b, ow)
 
     # ------------------------------------------------------------------ banded rows
     # Few channels: a block of B output columns of one output row reads KH input rows of Q
@@ -148,12 +156,10 @@ class Conv2d(Function):
         B = 4 / 7 / 28: 1.04 / 0.85 / 0.76; 3->16 3x3 (OW 32) B = 2 / 4 / 32: 0.98 / 0.84 / 1.44.
         """
         kh, kw, c_in, c_out = self.w.shape
-        ow = self.out_hw[1]
         if (self.stride != (1, 1) or self.groups != 1 or c_in > _BAND_MAX_CIN
                 or c_out > _BAND_MAX_COUT or kw < _BAND_MIN_KW):
             return 0
-        divisors = [d for d in range(1, min(2 * kw - 1, ow) + 1) if ow % d == 0]
-        return max(d for d in divisors if d >= kw) if divisors[-1] >= kw else divisors[-1]
+        return _band_divisor(self.out_hw[1], kw)
 
     def _band_matrix(self) -> np.ndarray:
         """T (KH*Q*C_in, B*C_out), the kernel laid along a block of B output columns.
@@ -168,8 +174,11 @@ class Conv2d(Function):
         bw, dw = self.band, self.dilation[1]
         q = bw + dw * (kw - 1)
         t = np.zeros((kh, q, c_in, bw, c_out), dtype=self.w.dtype)  # (KH, Q, C_in, B, C_out)
-        for j in range(bw):
-            t[:, j : j + dw * (kw - 1) + 1 : dw, :, j, :] = self.w  # output column j's taps
+        s0, s1, s2, s3, s4 = t.strides
+        # taps[u, v, c, j, o] is T[u, j + v*dw, c, j, o]: every output column's taps, one view
+        taps = np.ndarray((kh, kw, c_in, bw, c_out), t.dtype, buffer=t,
+                          strides=(s0, dw * s1, s2, s1 + s3, s4))
+        taps[...] = self.w[:, :, :, None, :]
         return t.reshape(kh * q * c_in, bw * c_out)
 
     def _band_chunks(self, n: int) -> list:

@@ -25,8 +25,10 @@ __all__ = ["pair", "resolve_padding", "output_size", "windows", "pad_nhwc"]
 
 def pair(value, name: str, op: str, minimum: int = 1) -> tuple[int, int]:
     """``value`` (an int or a pair of ints) as (for height, for width), each >= ``minimum``."""
-    if type(value) is int:  # the common case first: isinstance against numbers.Integral is slow
+    if type(value) is int:  # the common cases first: isinstance against numbers.Integral is slow
         out = (value, value)
+    elif type(value) is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        out = value
     elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
         out = (int(value), int(value))
     elif (
@@ -106,9 +108,10 @@ def windows(x: np.ndarray, kernel, stride=(1, 1), dilation=(1, 1)) -> np.ndarray
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (w - dw * (kw - 1) - 1) // sw + 1
     bn, bh, bw, bc = x.strides
-    return np.lib.stride_tricks.as_strided(
-        x,
-        shape=(n, oh, ow, kh, kw, c),
-        strides=(bn, bh * sh, bw * sw, bh * dh, bw * dw, bc),
-        writeable=False,
-    )
+    shape, strides = (n, oh, ow, kh, kw, c), (bn, bh * sh, bw * sw, bh * dh, bw * dw, bc)
+    if x.flags.c_contiguous and x.size:
+        # the same view as as_strided's, made ~4x faster (a batch-1 layer makes several)
+        view = np.ndarray(shape, x.dtype, buffer=x, strides=strides)
+        view.flags.writeable = False
+        return view
+    return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)

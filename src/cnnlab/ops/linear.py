@@ -85,13 +85,15 @@ def _columns_on_threads(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Each block reads its own columns of b (of W, or of dZ for dW) and writes its own columns of
     the result, so no sum is split between threads. One block (the product whole) when small.
     """
+    column_bytes = (b.shape[0] + a.shape[0]) * b.itemsize
+    if column_bytes * b.shape[1] < _BLOCK_BYTES // 2:  # one block: no split (a batch-1 layer)
+        return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
 
     def share(blocks):
         for o in blocks:
             np.matmul(a, b[:, o], out=out[:, o])
 
-    column_bytes = (b.shape[0] + a.shape[0]) * b.itemsize
     map_chunks(share, batch_chunks(b.shape[1], column_bytes, _BLOCK_BYTES))
     return out
 

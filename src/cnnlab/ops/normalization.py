@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.ops._util import as_tensor, check_float, check_same_dtype
+from cnnlab.ops._util import as_tensor, check_float, check_same_dtype, repeat_row
 from cnnlab.tensor import Function, Tensor
 
 __all__ = ["batch_norm"]
@@ -89,10 +89,15 @@ class BatchNorm(Function):
             mean = self.running_mean.astype(x.dtype)  # (C,), a copy (kept); no float64 upcast
             var = self.running_var.astype(x.dtype, copy=False)
             inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
-            np.subtract(xr, _tile(mean, w), out=y)  # (N*H, W*C) x - mean
         self.x, self.mean, self.inv_std, self.m, self.shape = xr, mean, inv_std, m, shape
         self.gamma = gamma
         scale = inv_std if gamma is None else gamma * inv_std  # (C,)
+        if not self.training:
+            # an affine map of x: y = scale * x + (beta - scale * mean), two passes, not three
+            shift = -scale * mean if beta is None else beta - scale * mean  # (C,)
+            np.multiply(xr, _tile(scale, w), out=y)
+            y += _tile(shift, w)
+            return y.reshape(shape)
         y *= _tile(scale, w)  # (N*H, W*C) gamma * x_hat
         if beta is not None:
             y += _tile(beta, w)
@@ -131,7 +136,7 @@ class BatchNorm(Function):
 
 def _tile(v, w: int):
     """A per-channel vector (C,) repeated for the W channel groups of an image row: (W*C,)."""
-    return v if w == 1 else np.tile(v, w)
+    return repeat_row(v, w)
 
 
 def _channel_sum(a, c: int):
