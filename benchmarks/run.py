@@ -5,7 +5,9 @@
 
 (a) LeNet-5 training, MNIST shapes, batch 128, Adam;
 (b) ResNet-20 training, 32x32x3, batch 64, SGD with momentum, batch norm;
-(c) inference: batch-1 latency and batch-256 throughput, LeNet-5 and ResNet-20;
+(c) inference: batch-1 latency and batch-256 throughput, LeNet-5 and ResNet-20: the model
+    called under no_grad on both sides, and cnnlab's nn.Predictor (traced, batch norm folded)
+    against torch eager and against torch's traced, frozen model (torch.jit);
 (d) conv2d forward+backward: LeNet-5's two convolutions, a ResNet-20 3x3 16->16 layer, a 1x1
     bottleneck 64->16;
 (e) the nested-loop reference convolution on one small layer, the course's starting point.
@@ -158,15 +160,31 @@ def bench_training(torch, rounds, rows, rng):
                      batch / t["torch"], t["torch"] / t["cnnlab"]))
 
 
+def _torch_frozen(torch, model, xt):
+    """torch's own inference plan (traced, frozen: batch norm folded), or None if it fails."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, xt)))
+    except Exception:  # TorchScript missing or refusing: the row is left out
+        return None
+
+
 def bench_inference(torch, rounds, rows, rng):
+    """model(x) under no_grad on both sides (eager), and cnnlab's Predictor (a traced plan,
+    batch norm folded) against both torch eager and torch's traced, frozen model."""
     for name, shape in (("lenet5", (28, 28, 1)), ("resnet20", (32, 32, 3))):
         ours = models.get(name) if name == "lenet5" else models.get(name, num_classes=10)
         theirs = torch_lenet5(torch) if name == "lenet5" else torch_resnet20(torch)
         ours.eval()
         theirs.eval()
+        predict = cl.nn.Predictor(ours)
         for batch in (1, 256):
             x = rng.random((batch, *shape), dtype=np.float32)
             xt = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+            frozen = _torch_frozen(torch, theirs, xt)
 
             def run_ours():
                 with cl.no_grad():
@@ -176,14 +194,25 @@ def bench_inference(torch, rounds, rows, rng):
                 with torch.no_grad():
                     theirs(xt)
 
-            t = _median_rounds({"cnnlab": run_ours, "torch": run_theirs}, rounds,
-                               repeat=20 if batch == 1 else 3)
-            if batch == 1:
-                rows.append((f"{name} inference latency, batch 1 (ms)", t["cnnlab"] * 1e3,
-                             t["torch"] * 1e3, t["cnnlab"] / t["torch"]))
-            else:
-                rows.append((f"{name} inference, batch 256 (img/s)", batch / t["cnnlab"],
-                             batch / t["torch"], t["torch"] / t["cnnlab"]))
+            def run_frozen():
+                with torch.no_grad():
+                    frozen(xt)
+
+            fns = {"cnnlab": run_ours, "predictor": lambda: predict(x), "torch": run_theirs}
+            if frozen is not None:
+                fns["torch frozen"] = run_frozen
+            t = _median_rounds(fns, rounds, repeat=20 if batch == 1 else 3)
+            pairs = [("inference", "cnnlab", "torch"), ("Predictor", "predictor", "torch")]
+            if frozen is not None:
+                pairs.append(("Predictor vs torch.jit", "predictor", "torch frozen"))
+            for label, mine, theirs_key in pairs:
+                a, b = t[mine], t[theirs_key]
+                if batch == 1:
+                    rows.append((f"{name} {label} latency, batch 1 (ms)", a * 1e3, b * 1e3,
+                                 a / b))
+                else:
+                    rows.append((f"{name} {label}, batch 256 (img/s)", batch / a, batch / b,
+                                 b / a))
 
 
 CONV_SHAPES = [

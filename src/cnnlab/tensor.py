@@ -54,6 +54,25 @@ def enable_grad():
     return _grad_mode(True)
 
 
+_recorders = [0]  # how many threads are recording (a cheap test in Function.apply)
+
+
+@contextlib.contextmanager
+def record_ops():
+    """Context manager that lists, in order, every op this thread applies inside it: a list of
+    ``(function, inputs, output)`` (used by :class:`cnnlab.nn.Predictor` to trace a model)."""
+    if getattr(_state, "recording", None) is not None:
+        raise RuntimeError("record_ops: this thread is already recording")
+    ops = []
+    _state.recording = ops
+    _recorders[0] += 1
+    try:
+        yield ops
+    finally:
+        _recorders[0] -= 1
+        _state.recording = None
+
+
 def _default_dtype(array: np.ndarray, from_python: bool) -> np.ndarray:
     """float32 by default; float64 kept when an ndarray of float64 is given; ints/bools kept."""
     if array.dtype.kind == "f":
@@ -432,6 +451,8 @@ class Function:
         else:
             result.requires_grad = False
             result._ctx = None
+        if _recorders[0] and getattr(_state, "recording", None) is not None:
+            _state.recording.append((self, inputs, result))
         return result
 
     def forward(self, *arrays):  # pragma: no cover - abstract

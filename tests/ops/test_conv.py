@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import cnnlab as cl
 from cnnlab import functional as F
 from cnnlab.ops import conv as conv_module
+from cnnlab.ops.geometry import pair, resolve_padding
 from cnnlab.reference.conv import conv_backward, conv_forward
 
 
@@ -195,6 +196,60 @@ def test_banded_rows_match_reference(monkeypatch, threads, width, padding, dilat
     assert_rel(gx, dA, 1e-10, "dA_prev")
     assert_rel(gw, dW, 1e-10, "dW")
     assert_rel(gb, db, 1e-10, "db")
+
+
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups,c_in,c_out,kernel,path",
+    [
+        (1, "same", 1, 1, 1, 6, (5, 5), "band"),  # LeNet-5's first layer: banded, padded
+        (1, "valid", 1, 1, 6, 16, (5, 5), "band"),  # LeNet-5's second: banded, unpadded
+        (1, 1, 2, 1, 3, 4, (3, 3), "band"),  # banded, dilated
+        (1, 1, 1, 1, 16, 16, (3, 3), "cols"),  # ResNet-20's 3x3: the window matrix
+        (2, 1, 1, 1, 9, 12, (3, 3), "cols"),  # strided
+        ((2, 1), "same", (1, 2), 1, 10, 3, (2, 3), "cols"),  # uneven stride, dilated, 'same'
+        (2, "valid", 1, 1, 12, 20, (1, 1), "cols"),  # a 1x1 projection with stride
+        (1, 1, 1, 1, 1, 20, (3, 3), "forward"),  # one channel, too many filters to band
+        (1, 1, 1, 2, 4, 6, (3, 3), "forward"),  # groups
+    ],
+)
+@pytest.mark.parametrize("bias,relu", [(True, False), (False, True), (True, True)])
+def test_prepared_matches_reference(stride, padding, dilation, groups, c_in, c_out, kernel,
+                                    path, bias, relu):
+    """Conv2d.prepared (the Predictor's inference convolution) against the loops: two calls
+    with different inputs (the buffers are reused), the first call's result left intact."""
+    kh, kw = kernel
+    rng = np.random.default_rng(c_in * c_out)
+    x1, x2 = rng.normal(size=(2, 2, 9, 10, c_in))
+    w = rng.normal(size=(kh, kw, c_in // groups, c_out))
+    b = rng.normal(size=c_out) if bias else None
+    strides, dilations = pair(stride, "stride", "t"), pair(dilation, "dilation", "t")
+    pads = resolve_padding(padding, x1.shape[1:3], kernel, strides, dilations, "t")
+    op = conv_module.Conv2d(strides, pads, dilations, groups)
+    run = op.prepared(x1.shape, w, b, relu)
+    assert (run.__name__, op.band > 0) == {"band": ("run", True), "cols": ("run", False),
+                                           "forward": ("run_forward", False)}[path]
+    got1 = run(x1)
+    kept = got1.copy()
+    got2 = run(x2)
+    for x, got in ((x1, got1), (x2, got2)):
+        want, _ = conv_forward(x, w, b, stride, padding, dilation, groups)
+        if relu:
+            want = np.maximum(want, 0)
+        assert_rel(got, want, 1e-10, path)
+    np.testing.assert_array_equal(got1, kept)
+
+
+def test_prepared_walks_chunks_when_the_batch_is_large(monkeypatch):
+    """A batch that needs several chunks runs the forward itself (with its threads)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 6, 6, 5))
+    w = rng.normal(size=(3, 3, 5, 7))
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 6 * 6 * 9 * 5 * 8)  # one image a chunk
+    op = conv_module.Conv2d((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    run = op.prepared(x.shape, w, None, True)
+    assert run.__name__ == "run_forward"
+    want, _ = conv_forward(x, w, None, 1, 1)
+    assert_rel(run(x), np.maximum(want, 0), 1e-10, "chunked")
 
 
 def test_grid_covers_every_pair_of_options():

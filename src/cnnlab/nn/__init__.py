@@ -22,6 +22,7 @@ from cnnlab.nn.activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from cnnlab.nn.containers import Concat, ModuleList, Residual, Sequential
 from cnnlab.nn.conv import Conv2D
 from cnnlab.nn.dropout import Dropout
+from cnnlab.nn.inference import Predictor
 from cnnlab.nn.linear import Dense
 from cnnlab.nn.module import LoadResult, Module
 from cnnlab.nn.normalization import BatchNorm1D, BatchNorm2D
@@ -34,6 +35,7 @@ __all__ = [
     "Module",
     "Parameter",
     "LoadResult",
+    "Predictor",
     "Sequential",
     "ModuleList",
     "Residual",

@@ -133,6 +133,67 @@ class Conv2d(Function):
         self._add_bias(z, b)
         return z
 
+    # ------------------------------------------------------------------ inference, prepared
+    def prepared(self, x_shape: tuple, w: np.ndarray, b=None, relu: bool = False):
+        """``run(x) -> Z`` (then max(Z, 0) with ``relu``) for inputs of ``x_shape`` and these
+        fixed weights: inference only (no backward), for :class:`cnnlab.nn.Predictor`.
+
+        The forward above, with its per-call set-up done once: the kernel matrix (W as (K,
+        C_out), or the banded T), the bias laid along an image row, the zero-bordered input
+        buffer and its window view, the window matrix. A call then copies the input into the
+        buffer's interior, copies the windows, makes one product and adds the bias: a few
+        NumPy calls, which is what a batch-1 layer costs. Where the batch needs several chunks
+        (or the layer has groups, or one input channel without the banded method) it runs the
+        forward above. The buffers are reused: one call at a time.
+        """
+        n, h, wd, c_in = x_shape
+        kh, kw, cg, c_out = w.shape
+        (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = self.stride, self.dilation, self.pads
+        oh, ow = output_size(h, kh, sh, (pt, pb), dh), output_size(wd, kw, sw, (pl, pr), dw)
+        self.x_shape, self.w, self.out_hw = x_shape, w, (oh, ow)
+        self.needs_grad = (False, False, False)
+        self.band = self._band_width()
+        chunks = self._band_chunks(n) if self.band else self._batch_chunks(n)
+        if len(chunks) != 1 or self.groups != 1 or (c_in == 1 and not self.band):
+
+            def run_forward(x):
+                z = self.forward(x, w, b)
+                return np.maximum(z, 0, out=z) if relu else z
+
+            return run_forward
+        if self.band:  # rows (N*OH*OW/B, KH*Q*C_in) @ T (KH*Q*C_in, B*C_out)
+            q = self.band + dw * (kw - 1)
+            mat = self._band_matrix()
+            kernel, stride, dilation = (kh, q), (1, self.band), (dh, 1)
+        else:  # cols (N*OH*OW, K) @ W (K, C_out)
+            mat = w.reshape(kh * kw * cg, c_out)
+            kernel, stride, dilation = (kh, kw), self.stride, self.dilation
+        padded = bool(pt or pb or pl or pr)
+        x_pad = np.zeros((n, h + pt + pb, wd + pl + pr, c_in), dtype=w.dtype) if padded else None
+        win = windows(np.empty(x_shape, w.dtype) if x_pad is None else x_pad, kernel, stride,
+                      dilation)  # the padded buffer's windows (unpadded: made per call, of x)
+        buf = np.empty(win.shape, dtype=w.dtype)
+        lhs = buf.reshape(-1, mat.shape[0])  # the window (or row) matrix
+        bias_row = None if b is None else repeat_row(b, ow)  # (OW*C_out,)
+        zero_row = np.zeros(ow * c_out, dtype=w.dtype)  # max against a row, not the scalar 0
+
+        def run(x):
+            if padded:
+                x_pad[:, pt : pt + h, pl : pl + wd] = x  # the interior only: the border stays 0
+                buf[...] = win
+            else:
+                buf[...] = windows(x, kernel, stride, dilation)
+            z = np.empty((n, oh, ow, c_out), dtype=w.dtype)
+            np.matmul(lhs, mat, out=z.reshape(lhs.shape[0], -1))
+            rows = z.reshape(n * oh, ow * c_out)  # image rows, a view
+            if bias_row is not None:
+                rows += bias_row
+            if relu:
+                np.maximum(rows, zero_row, out=rows)
+            return z
+
+        return run
+
     @staticmethod
     def _add_bias(z, b):
         if b is not None:
