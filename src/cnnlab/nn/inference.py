@@ -70,9 +70,9 @@ class Predictor:
         self._lock = threading.Lock()
 
     def __call__(self, x):
-        data = x.data if isinstance(x, Tensor) else np.asarray(x)
-        if data.dtype.kind != "f":  # Python numbers, ints: as cl.tensor would make them
-            data = Tensor(x).data
+        # as the model would get it from cl.tensor(x): Python lists of floats become float32
+        data = x.data if isinstance(x, Tensor) else x if isinstance(x, np.ndarray) else Tensor(
+            x).data
         key = (data.shape, data.dtype.str)
         with self._lock:
             plan = self._plans.get(key)
@@ -158,6 +158,7 @@ class _Plan:
                     ins.append(constant(None))
                 elif id(t) not in slot:  # a weight, a buffer, or a tensor made in forward
                     slot[id(t)] = constant(np.array(t.data))  # a copy: the weights as now
+                    shapes[slot[id(t)]] = t.shape
                     ins.append(slot[id(t)])
                 else:
                     ins.append(slot[id(t)])
@@ -256,6 +257,8 @@ def _prepare(step: _Step, shapes: dict, values: list) -> None:
     """The step's run: a prepared convolution, or the op's own forward on arrays."""
     fn = step.fn
     fn.needs_grad = (False,) * len(step.ins)
+    if isinstance(fn, BatchNorm):  # not folded: its running statistics copied, like weights
+        fn.running_mean, fn.running_var = np.array(fn.running_mean), np.array(fn.running_var)
     if isinstance(fn, Conv2d):
         step.run = fn.prepared(shapes[step.ins[0]], step.w, step.b, step.relu)
         step.ins = step.ins[:1]  # the weights are in the prepared function
@@ -264,6 +267,8 @@ def _prepare(step: _Step, shapes: dict, values: list) -> None:
 
         def run_then_relu(*arrays):
             y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place
+            if not y.flags.c_contiguous:  # (an add of transposed views): no rows to view
+                return np.maximum(y, y.dtype.type(0))
             # image rows (N*H, W*C) (or (N, F)): maximum against a row of zeros, as ReLU does
             rows = y.reshape(-1, y.shape[-2] * y.shape[-1]) if y.ndim == 4 else y.reshape(
                 -1, y.shape[-1]) if y.ndim > 1 else y
