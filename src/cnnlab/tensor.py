@@ -55,21 +55,27 @@ def enable_grad():
 
 
 _recorders = [0]  # how many threads are recording (a cheap test in Function.apply)
+_recorders_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def record_ops():
     """Context manager that lists, in order, every op this thread applies inside it: a list of
-    ``(function, inputs, output)`` (used by :class:`cnnlab.nn.Predictor` to trace a model)."""
+    ``(function, inputs, output, settings)``, ``settings`` the function's attributes before its
+    forward ran (its __init__ arguments, not its cache). :class:`cnnlab.nn.Predictor` traces
+    models with it."""
     if getattr(_state, "recording", None) is not None:
-        raise RuntimeError("record_ops: this thread is already recording")
+        raise RuntimeError("record_ops: this thread is already recording (a Predictor cannot "
+                           "be called from inside the forward it is tracing)")
     ops = []
     _state.recording = ops
-    _recorders[0] += 1
+    with _recorders_lock:
+        _recorders[0] += 1
     try:
         yield ops
     finally:
-        _recorders[0] -= 1
+        with _recorders_lock:
+            _recorders[0] -= 1
         _state.recording = None
 
 
@@ -439,6 +445,8 @@ class Function:
         needs = tuple(t is not None and t.requires_grad for t in inputs)
         record = any(needs) and is_grad_enabled()
         self.needs_grad = needs
+        trace = getattr(_state, "recording", None) if _recorders[0] else None
+        settings = None if trace is None else dict(self.__dict__)  # before forward's cache
         out = self.forward(*(None if t is None else t.data for t in inputs))
         result = Tensor.__new__(Tensor)
         result.data = out
@@ -451,8 +459,8 @@ class Function:
         else:
             result.requires_grad = False
             result._ctx = None
-        if _recorders[0] and getattr(_state, "recording", None) is not None:
-            _state.recording.append((self, inputs, result))
+        if trace is not None:
+            trace.append((self, inputs, result, settings))
         return result
 
     def forward(self, *arrays):  # pragma: no cover - abstract

@@ -428,13 +428,18 @@ def test_record_ops_lists_ops_in_order():
         c = a + b
         d = F.relu(c)
         e = d.sum()
-    assert [type(fn).__name__ for fn, _, _ in ops[:2]] == ["Add", "ReLU"]
-    assert [id(out) for _, _, out in ops] == [id(c), id(d), id(e)]  # the very tensors
-    assert [[id(t) for t in inputs] for _, inputs, _ in ops] == [[id(a), id(b)], [id(c)],
-                                                                  [id(d)]]
-    assert all(isinstance(fn, cl.Function) for fn, _, _ in ops)
+        f = F.max_pool2d(cl.tensor(np.ones((1, 4, 4, 1), np.float32)), 2)
+    assert [type(fn).__name__ for fn, _, _, _ in ops[:2]] == ["Add", "ReLU"]
+    assert [id(out) for _, _, out, _ in ops] == [id(c), id(d), id(e), id(f)]  # the very tensors
+    assert [[id(t) for t in inputs] for _, inputs, _, _ in ops[:3]] == [[id(a), id(b)], [id(c)],
+                                                                       [id(d)]]
+    assert all(isinstance(fn, cl.Function) for fn, _, _, _ in ops)
+    # settings: the op's attributes before its forward ran (the pool's geometry, no cache)
+    pool, settings = ops[3][0], ops[3][3]
+    assert settings["size"] == (2, 2) and "y" not in settings and hasattr(pool, "y")
+    assert "mask" not in ops[1][3] and hasattr(ops[1][0], "mask")  # ReLU's cache
     a + b  # outside the context: not recorded
-    assert len(ops) == 3
+    assert len(ops) == 4
 
 
 def test_record_ops_cannot_nest_and_is_per_thread():
@@ -447,7 +452,7 @@ def test_record_ops_cannot_nest_and_is_per_thread():
         other = threading.Thread(target=lambda: x * x)  # another thread: not recorded
         other.start()
         other.join()
-    assert [id(out) for _, _, out in ops] == [id(y)]
+    assert [id(out) for _, _, out, _ in ops] == [id(y)]
     with record_ops() as again:  # usable again once closed
         x + x
     assert len(again) == 1
@@ -500,3 +505,132 @@ def test_random_conv_stacks_match_eval_forward(stack, seed):
     assert_matches(predict(x), eval_forward(model, x))
     names = [k for k, _ in step_kinds(only_plan(predict))]
     assert "BatchNorm" not in names and "ReLU" not in names  # all folded / fused
+
+
+# ------------------------------------------------------------------- what a forward may do
+class Computed(nn.Module):
+    """Weights computed by ops inside forward (weight scaling, an exp-parametrised gamma)."""
+
+    def __init__(self, what):
+        super().__init__()
+        self.what = what
+        self.conv = nn.Conv2D(3, 4, 3, padding=1, seed=6)
+        self.bn = nn.BatchNorm2D(4)
+        self.log_gamma = nn.Parameter(np.full(4, 0.7, np.float32))
+
+    def forward(self, x):
+        w, b, gamma = self.conv.weight, self.conv.bias, self.bn.gamma
+        if self.what == "weight":
+            w = w * 0.5
+        elif self.what == "bias":
+            b = b * 2.0
+        else:
+            gamma = F.exp(self.log_gamma)
+        c = F.conv2d(x, w, b, padding=1)
+        y = F.batch_norm(c, gamma, self.bn.beta, self.bn.running_mean, self.bn.running_var,
+                         training=False)
+        return F.relu(y)
+
+
+@pytest.mark.parametrize("what", ["weight", "bias", "gamma"])
+@pytest.mark.parametrize("check", [True, False])
+def test_weights_computed_in_forward(what, check):
+    """Nothing is folded into a convolution whose weights an op computes; results stay right."""
+    model = randomize_batch_norms(Computed(what))
+    model.conv.bias.data[...] = np.linspace(-1, 1, 4)
+    x = images(2)
+    assert_matches(nn.Predictor(model, check=check)(x), eval_forward(model, x))
+
+
+def test_batch_norm_without_running_statistics():
+    class BatchStats(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2D(3, 4, 3, seed=7)
+
+        def forward(self, x):
+            c = self.conv(x)
+            return F.batch_norm(c, None, None, None, None, training=True) + c
+
+    model, x = BatchStats(), images(3)
+    assert_matches(nn.Predictor(model)(x), eval_forward(model, x))
+
+
+def test_values_outside_a_domain_and_nan():
+    """The check's second input keeps the first one's values (shuffled): log of positive
+    inputs is fine; NaN where the model gives NaN is agreement, not a difference."""
+    class Log(nn.Module):
+        def forward(self, x):
+            return F.log(x)
+
+    x = np.abs(images(2)) + 0.1
+    assert_matches(nn.Predictor(Log())(x), eval_forward(Log(), x))
+    model = conv_bn_relu()
+    x = images(2)
+    x[0, 3, 3, 1] = np.nan
+    got, ref = nn.Predictor(model)(x), eval_forward(model, x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert np.isnan(ref).any()
+    assert_matches(np.nan_to_num(got), np.nan_to_num(ref))
+
+
+def test_integer_and_float16_inputs_are_converted_as_the_model_converts_them():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2D(3, 4, 3, seed=8)
+
+        def forward(self, x):
+            return self.conv(x.astype(np.float32) * (1 / 255))
+
+    x8 = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    assert_matches(nn.Predictor(Scaled())(x8), eval_forward(Scaled(), x8))
+    model = nn.Sequential(nn.MaxPool2D(2), nn.Flatten(), nn.BatchNorm1D(48))
+    model[2].running_mean[...] = 100.0
+    model[2].running_var[...] = 0.01
+    x16 = (100 + images(2)).astype(np.float16)
+    got, ref = nn.Predictor(model)(x16), eval_forward(model, x16)
+    assert got.dtype == ref.dtype == np.float32
+    assert_matches(got, ref)
+
+
+def test_relu_after_a_sum_of_scalars():
+    class Scalar(nn.Module):
+        def forward(self, x):
+            s = F.sum(x)
+            return F.relu(s + s)
+
+    x = images(1)
+    got = nn.Predictor(Scalar())(x)
+    np.testing.assert_allclose(got, eval_forward(Scalar(), x), rtol=1e-6)
+
+
+def test_a_predictor_called_inside_its_own_model_is_refused():
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2D(3, 2, 1, seed=9)
+            self.predict = None
+
+        def forward(self, x):
+            if self.predict is not None:
+                self.predict(x.data)  # re-enters the Predictor while it traces
+            return self.conv(x)
+
+    model = Inner()
+    model.predict = nn.Predictor(model)
+    with pytest.raises(RuntimeError, match="from inside the forward it is tracing"):
+        model.predict(images(1))
+
+
+def test_large_replays_keep_no_cache():
+    """Ops replayed on large inputs are made anew each call: their caches (the pool's input
+    and output, the ReLU mask) go with them; the trace's own cache is not kept either."""
+    model = models.lenet5(seed=0)
+    predict = nn.Predictor(model)
+    predict(np.zeros((64, 28, 28, 1), np.float32))  # pool1's input: 1.2 MB
+    plan = only_plan(predict)
+    pools = [s.fn for s in plan.steps if type(s.fn).__name__ == "MaxPooling2D"]
+    assert len(pools) == 2
+    assert not hasattr(pools[0], "y") and not hasattr(pools[0], "x_pad")
+    assert plan.traced is None

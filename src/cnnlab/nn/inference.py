@@ -9,17 +9,23 @@ arrays, in order. On the way it does what an inference engine does:
 
 * batch norm after a convolution is folded into it. In eval mode batch norm is an affine map
   per channel, y = s * z + t with s = gamma / sqrt(var + eps), t = beta - s * mean, and z =
-  conv(x, W) + b is linear in W and b, so y = conv(x, s W) + (s b + t): one layer fewer;
+  conv(x, W) + b is linear in W and b, so y = conv(x, s W) + (s b + t): one layer fewer
+  (where the convolution's result is read by nothing else, and the weights are the model's
+  own, not computed by ops in forward);
 * a ReLU after a convolution is applied in place on the convolution's output;
 * a convolution whose batch fits one chunk runs prepared (``Conv2d.prepared``): its buffers,
-  window views and kernel matrix are made once, so a call is a few NumPy calls.
+  window views and kernel matrix are made once, so a call is a few NumPy calls;
+* an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
+  forward keeps for a backward is let go with it.
 
 The weights are copied when a shape is first traced: a Predictor made before training goes on
 giving the old model's answers for the shapes it has seen; call ``reset()`` (or make a new one)
 after the weights change. Like ``torch.jit.trace``, it records what one run did: a forward that
 branches on the input's values, or computes on ``.data`` outside cnnlab's ops, does not replay.
 The trace is checked by default: the Predictor and the model itself are run on a second input
-and must agree (to float rounding), else the Predictor refuses with an error.
+(the first one's values, shuffled) and must agree (to float rounding), else the Predictor
+refuses with an error. A trace switches the model to eval mode and back: do not train the
+same model in another thread meanwhile.
 """
 
 from __future__ import annotations
@@ -47,11 +53,11 @@ class Predictor:
         check: run the first trace of each shape against the model on a second input (default
             True); it costs two more forward passes per new input shape.
 
-    ``predict(x)`` takes an ndarray (or a Tensor) of one input, (N, ...), and returns the
-    output as an ndarray (a tuple of them for a model with several outputs). The model is
-    traced in eval mode (its modes are restored afterwards) without building a graph. One call
-    runs at a time (the plans reuse their buffers); the model's weights are read when a shape
-    is first seen, see :meth:`reset`.
+    ``predict(x)`` takes one input (N, ...) as an ndarray, a Tensor or nested lists, converted
+    as ``cl.tensor`` converts it, and returns the output as an ndarray (a tuple of them for a
+    model with several outputs). The model is traced in eval mode (its modes are restored
+    afterwards) without building a graph. One call runs at a time (the plans reuse their
+    buffers); the model's weights are read when a shape is first seen, see :meth:`reset`.
 
     >>> import numpy as np
     >>> from cnnlab import models, nn
@@ -67,12 +73,10 @@ class Predictor:
                             f"{type(model).__name__}")
         self.model, self.check = model, bool(check)
         self._plans = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered only by a model calling it: record_ops says
 
     def __call__(self, x):
-        # as the model would get it from cl.tensor(x): Python lists of floats become float32
-        data = x.data if isinstance(x, Tensor) else x if isinstance(x, np.ndarray) else Tensor(
-            x).data
+        data = (x if isinstance(x, Tensor) else Tensor(x)).data  # as the model would get it
         key = (data.shape, data.dtype.str)
         with self._lock:
             plan = self._plans.get(key)
@@ -93,6 +97,11 @@ class Predictor:
         return f"Predictor({type(self.model).__name__}, shapes traced: {len(self._plans)})"
 
 
+# Traces flip the model's modes to eval and back: one trace at a time in the process, so that
+# two Predictors of one model cannot restore each other's modes in the wrong order.
+_trace_lock = threading.RLock()  # re-entered only by a model calling a Predictor: refused
+
+
 @contextlib.contextmanager
 def _eval_mode(model):
     """The model (every module in it) in eval mode, without a graph; the modes restored after."""
@@ -109,7 +118,7 @@ def _eval_mode(model):
 
 
 def _eval_forward(model, data: np.ndarray):
-    with _eval_mode(model):
+    with _trace_lock, _eval_mode(model):
         return model(Tensor(data))
 
 
@@ -124,12 +133,12 @@ def _outputs(out, model) -> list:
 
 class _Step:
     """One op of the plan: ``values[out] = run(*values[ins])``, then the slots in ``free``
-    (last read here) are let go."""
+    (last read here) are let go. ``settings``: the op's attributes before its forward ran."""
 
-    __slots__ = ("fn", "ins", "out", "run", "w", "b", "relu", "free")
+    __slots__ = ("fn", "settings", "ins", "out", "run", "w", "b", "relu", "free")
 
-    def __init__(self, fn, ins, out):
-        self.fn, self.ins, self.out = fn, ins, out
+    def __init__(self, fn, settings, ins, out):
+        self.fn, self.settings, self.ins, self.out = fn, settings, ins, out
         self.run, self.w, self.b, self.relu, self.free = None, None, None, False, ()
 
 
@@ -139,37 +148,35 @@ class _Plan:
 
     def __init__(self, model, data: np.ndarray):
         x0 = Tensor(data)
-        with _eval_mode(model), record_ops() as ops:
+        with _trace_lock, _eval_mode(model), record_ops() as ops:
             out = model(x0)
         outs = _outputs(out, model)
         self.single = isinstance(out, Tensor)
-        self.traced = [t.data for t in outs]
+        self.traced = [t.data for t in outs]  # for check(), then dropped
         slot = {id(x0): 0}
         self.values, shapes, steps = [None], {0: data.shape}, []
 
-        def constant(value):
+        def constant(value, shape=None):
             self.values.append(value)
+            shapes[len(self.values) - 1] = shape
             return len(self.values) - 1
 
-        for fn, inputs, result in ops:  # the tensors in ops stay alive: ids are not reused
+        for fn, inputs, result, settings in ops:  # ops keeps the tensors alive: ids not reused
             ins = []
             for t in inputs:
                 if t is None:
                     ins.append(constant(None))
-                elif id(t) not in slot:  # a weight, a buffer, or a tensor made in forward
-                    slot[id(t)] = constant(np.array(t.data))  # a copy: the weights as now
-                    shapes[slot[id(t)]] = t.shape
-                    ins.append(slot[id(t)])
-                else:
-                    ins.append(slot[id(t)])
-            slot[id(result)] = constant(None)
-            shapes[slot[id(result)]] = result.shape
-            steps.append(_Step(fn, ins, slot[id(result)]))
-        self.out_slots = [slot[id(t)] if id(t) in slot else constant(np.array(t.data))
+                    continue
+                if id(t) not in slot:  # a weight, a buffer, or a tensor made in forward
+                    slot[id(t)] = constant(np.array(t.data), t.shape)  # a copy: as it is now
+                ins.append(slot[id(t)])
+            slot[id(result)] = constant(None, result.shape)
+            steps.append(_Step(fn, settings, ins, slot[id(result)]))
+        self.out_slots = [slot[id(t)] if id(t) in slot else constant(np.array(t.data), t.shape)
                           for t in outs]
         self.steps = _fold(steps, self.values, self.out_slots)
         for step in self.steps:
-            _prepare(step, shapes, self.values)
+            _prepare(step, shapes, data.itemsize)
         _mark_free(self.steps, self.out_slots)
 
     def run(self, data: np.ndarray):
@@ -183,26 +190,38 @@ class _Plan:
         return outs[0] if self.single else tuple(outs)
 
     def check(self, model, data: np.ndarray) -> None:
-        """The replay must give the traced output, and the model's output on a second input."""
+        """The replay must give the traced output, and the model's output on a second input:
+        the same values, shuffled (so that a model with a domain, log or sqrt, stays in it)."""
         rng = np.random.default_rng(0)
-        spread = float(np.std(data)) or 1.0
-        other = (data + spread * rng.standard_normal(data.shape)).astype(data.dtype)
-        pairs = [(self.run(data), self.traced),
-                 (self.run(other), [t.data for t in _outputs(_eval_forward(model, other), model)])]
-        tol = float(np.sqrt(np.finfo(data.dtype).eps))  # float32: 3.5e-4; float64: 1.5e-8
-        for mine, theirs in pairs:
-            mine = [mine] if self.single else list(mine)
-            for a, b in zip(mine, theirs):
-                scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
-                if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=tol * scale):
-                    worst = (float(np.max(np.abs(a - b), initial=0.0)) if a.shape == b.shape
-                             else f"shape {a.shape} against {b.shape}")
+        other = rng.permutation(data.reshape(-1)).reshape(data.shape)
+        traced, self.traced = self.traced, None
+        theirs = [t.data for t in _outputs(_eval_forward(model, other), model)]
+        for mine, ref in ((self.run(data), traced), (self.run(other), theirs)):
+            for a, b in zip([mine] if self.single else mine, ref):
+                a, b = np.asarray(a), np.asarray(b)
+                if not _agree(a, b):
+                    worst = (f"shape {a.shape} against {b.shape}" if a.shape != b.shape else
+                             f"{float(np.nanmax(np.abs(a - b), initial=0.0)):.3g}"
+                             if b.dtype.kind in "fc" else "values differ")
                     raise RuntimeError(
                         f"Predictor: replaying the ops recorded from {type(model).__name__} does "
                         f"not reproduce its forward (largest difference {worst}); its forward "
-                        f"computes something outside cnnlab's ops (on .data or .numpy()) or "
-                        f"branches on the input's values. Call the model itself instead."
+                        f"computes something outside cnnlab's ops (on .data or .numpy()), "
+                        f"branches on the input's values, or is random in eval mode. Call the "
+                        f"model itself instead."
                     )
+
+
+def _agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to the rounding that folding changes (NaN where the model gives NaN)."""
+    if a.shape != b.shape:
+        return False
+    if b.dtype.kind not in "fc":
+        return bool(np.array_equal(a, b))
+    tol = float(np.sqrt(np.finfo(b.dtype).eps))  # float32: 3.5e-4; float64: 1.5e-8
+    finite = np.abs(b[np.isfinite(b)])
+    scale = max(1.0, float(finite.max(initial=0.0)))
+    return bool(np.allclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True))
 
 
 # ops whose result is a new array, which a ReLU after them may overwrite
@@ -211,8 +230,9 @@ _FRESH = (Conv2d, Add, Linear)
 
 def _fold(steps: list, values: list, out_slots: list) -> list:
     """Batch norm (eval) into the convolution before it, and a ReLU into the convolution (the
-    residual add, the dense layer) before it, where that result is read by nothing else.
-    Returns the steps left."""
+    residual add, the dense layer) before it, where that result is read by nothing else and
+    the weights are constants of the trace (not computed in forward). Returns the steps left."""
+    made = {step.out for step in steps}
     reads = {}
     for step in steps:
         for k in step.ins:
@@ -220,23 +240,23 @@ def _fold(steps: list, values: list, out_slots: list) -> list:
     for k in out_slots:
         reads[k] = reads.get(k, 0) + 1
     maker = {step.out: step for step in steps}
-    for step in steps:
-        if isinstance(step.fn, Conv2d):
-            w = values[step.ins[1]]
-            step.w, step.b = w, values[step.ins[2]] if len(step.ins) > 2 else None
+    for step in steps:  # a convolution with constant weights runs prepared (see _prepare)
+        if isinstance(step.fn, Conv2d) and not any(k in made for k in step.ins[1:]):
+            step.w, step.b = values[step.ins[1]], values[step.ins[2]] if len(step.ins) > 2 else None
     gone = set()
     for step in steps:
         src = maker.get(step.ins[0]) if step.ins else None
         if (src is None or not isinstance(src.fn, _FRESH) or src.relu
                 or reads.get(step.ins[0]) != 1):
             continue
-        if (isinstance(step.fn, BatchNorm) and not step.fn.training
-                and isinstance(src.fn, Conv2d)):
-            gamma, beta = (values[k] for k in step.ins[1:3]) if len(step.ins) == 3 else (None,
-                                                                                         None)
-            mean = np.asarray(step.fn.running_mean, np.float64)
-            var = np.asarray(step.fn.running_var, np.float64)
-            scale = 1.0 / np.sqrt(var + step.fn.eps)  # (C_out,)
+        bn = step.settings
+        if (isinstance(step.fn, BatchNorm) and not bn["training"] and src.w is not None
+                and bn["running_mean"] is not None and bn["running_var"] is not None
+                and not any(k in made for k in step.ins[1:])):
+            gamma, beta = ([values[k] for k in step.ins[1:3]] + [None, None])[:2]
+            mean = np.asarray(bn["running_mean"], np.float64)
+            var = np.asarray(bn["running_var"], np.float64)
+            scale = 1.0 / np.sqrt(var + bn["eps"])  # (C_out,)
             if gamma is not None:
                 scale = scale * gamma
             shift = -scale * mean + (0.0 if beta is None else beta)
@@ -247,37 +267,56 @@ def _fold(steps: list, values: list, out_slots: list) -> list:
             src.relu = True
         else:
             continue
-        src.out = step.out  # the convolution now writes what the folded step wrote
+        src.out = step.out  # the earlier step now writes what the folded step wrote
         maker[step.out] = src
         gone.add(id(step))
     return [step for step in steps if id(step) not in gone]
 
 
-def _prepare(step: _Step, shapes: dict, values: list) -> None:
-    """The step's run: a prepared convolution, or the op's own forward on arrays."""
-    fn = step.fn
-    fn.needs_grad = (False,) * len(step.ins)
-    if isinstance(fn, BatchNorm):  # not folded: its running statistics copied, like weights
-        fn.running_mean, fn.running_var = np.array(fn.running_mean), np.array(fn.running_var)
-    if isinstance(fn, Conv2d):
-        step.run = fn.prepared(shapes[step.ins[0]], step.w, step.b, step.relu)
+# An op replayed on inputs of more than this many bytes is made anew for each call, so that
+# what its forward keeps for a backward (its cache) is let go with it; smaller ones are reused.
+_FRESH_OP_BYTES = 1 << 20
+
+
+def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
+    """The step's run: a prepared convolution, or the op's own forward on arrays (an op made
+    from the settings it had before the trace's forward, without the trace's cache)."""
+    op = object.__new__(type(step.fn))
+    op.__dict__.update(step.settings)
+    op.needs_grad = (False,) * len(step.ins)
+    if isinstance(op, BatchNorm):  # not folded: its running statistics copied, like weights
+        op.running_mean, op.running_var = (None if r is None else np.array(r)
+                                           for r in (op.running_mean, op.running_var))
+    step.fn = op
+    if isinstance(op, Conv2d) and step.w is not None:
+        step.run = op.prepared(shapes[step.ins[0]], step.w, step.b, step.relu)
         step.ins = step.ins[:1]  # the weights are in the prepared function
-    elif step.relu:
-        forward = fn.forward
+        return
+    size = sum(int(np.prod(shapes[k])) for k in step.ins if shapes.get(k) is not None)
+    if size * itemsize > _FRESH_OP_BYTES:
+        settings = dict(op.__dict__)
 
-        def run_then_relu(*arrays):
-            y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place
-            if not y.flags.c_contiguous:  # (an add of transposed views): no rows to view
-                return np.maximum(y, y.dtype.type(0))
-            # image rows (N*H, W*C) (or (N, F)): maximum against a row of zeros, as ReLU does
-            rows = y.reshape(-1, y.shape[-2] * y.shape[-1]) if y.ndim == 4 else y.reshape(
-                -1, y.shape[-1]) if y.ndim > 1 else y
-            np.maximum(rows, np.zeros(rows.shape[-1:], y.dtype), out=rows)
-            return y
-
-        step.run = run_then_relu
+        def forward(*arrays):
+            fresh = object.__new__(type(op))
+            fresh.__dict__.update(settings)
+            return fresh.forward(*arrays)
     else:
-        step.run = fn.forward
+        forward = op.forward
+    if not step.relu:
+        step.run = forward
+        return
+
+    def run_then_relu(*arrays):
+        y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place
+        if not isinstance(y, np.ndarray) or y.ndim == 0 or not y.flags.c_contiguous:
+            return np.maximum(y, y.dtype.type(0))  # a scalar, or no rows to view
+        # image rows (N*H, W*C) (or (N, F)): maximum against a row of zeros, as ReLU does
+        rows = y.reshape(-1, y.shape[-2] * y.shape[-1]) if y.ndim == 4 else y.reshape(
+            -1, y.shape[-1])
+        np.maximum(rows, np.zeros(rows.shape[-1:], y.dtype), out=rows)
+        return y
+
+    step.run = run_then_relu
 
 
 def _mark_free(steps: list, out_slots: list) -> None:

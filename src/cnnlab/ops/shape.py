@@ -127,8 +127,8 @@ class Pad(Function):
         self.inner = tuple(slice(b, b + n) for (b, _), n in zip(self.widths, x.shape))
         # a filled array and one copy of x into it: np.pad does the same ~20x slower on the
         # small maps of a batch-1 network (its Python per axis)
-        y = np.full(tuple(n + b + a for (b, a), n in zip(self.widths, x.shape)), self.value,
-                    dtype=x.dtype)
+        y = np.empty(tuple(n + b + a for (b, a), n in zip(self.widths, x.shape)), x.dtype)
+        y[...] = self.value  # an assignment: a value the dtype cannot hold (NaN in ints) raises
         y[self.inner] = x
         return y
 
