@@ -11,6 +11,25 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 
+def randomize_batch_norm(torch, model, seed=0):
+    """Non-trivial batch-norm parameters and running statistics (defaults are 1, 0, 0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                m.num_batches_tracked.fill_(7)
+
+
+def numpy_state(sd):
+    """A torch state_dict as NumPy arrays (what models.load_torch_state_dict takes)."""
+    return {k: v.detach().numpy() for k, v in sd.items()}
+
+
 def make(torch):
     nn = torch.nn
     tf = torch.nn.functional

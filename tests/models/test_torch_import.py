@@ -10,6 +10,7 @@ import cnnlab as cl
 from cnnlab import models, nn
 from cnnlab.nn.module import LoadResult
 from tests.models import _torch_zoo
+from tests.models._torch_zoo import numpy_state, randomize_batch_norm
 
 RNG = np.random.default_rng(0)
 
@@ -17,24 +18,6 @@ RNG = np.random.default_rng(0)
 @pytest.fixture(scope="module")
 def zoo(torch):
     return _torch_zoo.make(torch)
-
-
-def randomize_batch_norm(torch, model, seed=0):
-    """Non-trivial batch-norm parameters and running statistics (defaults are 1, 0, 0, 1)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.num_batches_tracked.fill_(7)
-
-
-def numpy_state(sd):
-    return {k: v.detach().numpy() for k, v in sd.items()}
 
 
 def outputs(torch, tmodel, ours, x):

@@ -228,18 +228,10 @@ def test_resnet20_matches_pytorch(torch):
     zoo = _torch_zoo.make(torch)
     torch.manual_seed(5)
     tmodel = zoo.CifarResNet(20).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in tmodel.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+    _torch_zoo.randomize_batch_norm(torch, tmodel)
     ours = models.resnet20(init="zeros")
-    state = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
-    models.load_torch_state_dict(ours, state, arch="resnet20")
+    models.load_torch_state_dict(ours, _torch_zoo.numpy_state(tmodel.state_dict()),
+                                 arch="resnet20")
     x = images(3, 32, 32, 3)
     with torch.no_grad():
         theirs = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
