@@ -16,7 +16,9 @@ import threading
 
 import numpy as np
 
-__all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled"]
+__all__ = [
+    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "record_ops",
+]
 
 _state = threading.local()
 
