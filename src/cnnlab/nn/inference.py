@@ -12,7 +12,8 @@ arrays, in order. On the way it does what an inference engine does:
   conv(x, W) + b is linear in W and b, so y = conv(x, s W) + (s b + t): one layer fewer
   (where the convolution's result is read by nothing else, and the weights are the model's
   own, not computed by ops in forward);
-* a ReLU after a convolution is applied in place on the convolution's output;
+* a ReLU after a convolution, a residual add or a dense layer is applied in place on that
+  result (where nothing else reads it);
 * a convolution whose batch fits one chunk runs prepared (``Conv2d.prepared``): its buffers,
   window views and kernel matrix are made once, so a call is a few NumPy calls;
 * an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
