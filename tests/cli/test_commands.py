@@ -85,6 +85,33 @@ def test_predict_prints_class_and_probability(run4, tmp_path):
     assert _predictions(folder.stdout) == preds
 
 
+def test_predict_probabilities_are_the_models_own(run4, tmp_path):
+    """The command's probabilities are the softmax of the model's eval forward (called through
+    cnnlab.train.predict here), image by image, to the 3 decimals printed."""
+    from cnnlab.cli.setup import model_from_checkpoint
+    from cnnlab.data.images import load_image
+    from cnnlab.train import predict
+
+    out, _ = run4
+    paths = _write_pngs(tmp_path, [0, 1, 2, 3])
+    result = run_cli("predict", "--checkpoint", out / "best.npz", "--top", "4", *paths,
+                     cwd=tmp_path)
+    assert_ok(result)
+    model, info = model_from_checkpoint(out / "best.npz")
+    h, w, c = info["input_shape"]
+    printed = {line.split("\t")[0].rsplit("/", 1)[-1]: line.split("\t")[1]
+               for line in result.stdout.splitlines()}
+    for path in paths:
+        image = load_image(path, size=(h, w), grayscale=(c == 1)).reshape(1, h, w, c)
+        logits = predict(model, image.astype(np.float32))[0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        shown = {label: float(prob) for label, prob in
+                 (item.split() for item in printed[path.name].split(", "))}
+        for k, name in enumerate(info.get("classes") or [str(i) for i in range(len(p))]):
+            assert shown[name] == pytest.approx(p[k], abs=6e-4), (path.name, name)
+
+
 def test_predict_top_k_probabilities_sum_to_one(run4, tmp_path):
     out, _ = run4
     (path,) = _write_pngs(tmp_path, [2])

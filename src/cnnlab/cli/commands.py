@@ -76,11 +76,12 @@ def _expand(paths) -> list[Path]:
 
 
 def cmd_predict(args) -> int:
+    from cnnlab import nn
     from cnnlab.data.images import load_image
-    from cnnlab.train import predict
 
     with user_errors():
         model, info = model_from_checkpoint(args.checkpoint)
+    predict = nn.Predictor(model)  # every image is (1, h, w, c): traced once, then replayed
     h, w, c = info["input_shape"]
     classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
     failed = 0
@@ -95,7 +96,7 @@ def cmd_predict(args) -> int:
             print(f"cnnlab: skipped {path}: {e}", file=sys.stderr)
             continue
         image = image.reshape(1, h, w, c).astype(np.float32)
-        logits = predict(model, image)[0]
+        logits = predict(image)[0]
         p = np.exp(logits - logits.max())
         p /= p.sum()
         top = np.argsort(-p)[: args.top]
