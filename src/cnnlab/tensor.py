@@ -12,6 +12,7 @@ The engine is this file; the operations live in :mod:`cnnlab.ops`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 
 import numpy as np
@@ -63,9 +64,9 @@ _recorders_lock = threading.Lock()
 @contextlib.contextmanager
 def record_ops():
     """Context manager that lists, in order, every op this thread applies inside it: a list of
-    ``(function, inputs, output, settings)``, ``settings`` the function's attributes before its
-    forward ran (its __init__ arguments, not its cache). :class:`cnnlab.nn.Predictor` traces
-    models with it."""
+    ``(function, inputs, output, settings)``, ``settings`` a deep copy of the function's
+    attributes before its forward ran (its __init__ arguments, not its cache).
+    :class:`cnnlab.nn.Predictor` traces models with it."""
     if getattr(_state, "recording", None) is not None:
         raise RuntimeError("record_ops: this thread is already recording (a Predictor cannot "
                            "be called from inside the forward it is tracing)")
@@ -448,7 +449,8 @@ class Function:
         record = any(needs) and is_grad_enabled()
         self.needs_grad = needs
         trace = getattr(_state, "recording", None) if _recorders[0] else None
-        settings = None if trace is None else dict(self.__dict__)  # before forward's cache
+        # a deep copy: the settings as they were before forward (a Generator not yet drawn from)
+        settings = None if trace is None else copy.deepcopy(self.__dict__)
         out = self.forward(*(None if t is None else t.data for t in inputs))
         result = Tensor.__new__(Tensor)
         result.data = out

@@ -626,3 +626,94 @@ def test_large_replays_keep_no_cache():
     assert len(pools) == 2
     assert not hasattr(pools[0], "y") and not hasattr(pools[0], "x_pad")
     assert plan.traced is None
+
+
+# ------------------------------------------------------------- the check's second input, state
+class DataStatistic(nn.Module):
+    """Scales by a statistic of .data: a shuffle of the input would not change it."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, x):
+        if self.which == "max":
+            return x * (1.0 / float(np.abs(x.data).max()))
+        return x * float(x.data.sum() + 1.0)
+
+
+@pytest.mark.parametrize("which,first", [("max", "images"), ("sum", "zeros")])
+def test_the_check_catches_statistics_of_data_and_constant_inputs(which, first):
+    x = images(1) if first == "images" else np.zeros((1, 8, 8, 3), np.float32)
+    with pytest.raises(RuntimeError, match="does not reproduce"):
+        nn.Predictor(DataStatistic(which))(x)
+
+
+def test_a_bias_given_as_the_input_is_not_taken_for_a_constant():
+    class BiasIn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.img = cl.tensor(images(1, 6, 6, 3, rng=np.random.default_rng(2)))
+            self.w = nn.Parameter(np.random.default_rng(3).normal(size=(3, 3, 3, 4)).astype(
+                np.float32))
+
+        def forward(self, b):
+            return F.conv2d(self.img, self.w, b)
+
+    model, b = BiasIn(), np.float32([1.0, -2.0, 3.0, 15.0])
+    assert_matches(nn.Predictor(model)(b), eval_forward(model, b))
+
+
+def test_the_check_names_nan_in_other_places():
+    class NanWhereNegative(nn.Module):
+        def forward(self, x):
+            return x * cl.tensor(np.where(x.data > 0, 1.0, np.nan).astype(np.float32))
+
+    with pytest.raises(RuntimeError, match="NaN in other places"):
+        nn.Predictor(NanWhereNegative())(images(1))
+
+
+def test_empty_results_with_a_fused_relu():
+    class AddRelu(nn.Module):
+        def forward(self, x):
+            return F.relu(x + x)
+
+    for shape in [(0,), (2, 0), (1, 3, 0, 2)]:
+        x = np.zeros(shape, np.float32)
+        got = nn.Predictor(AddRelu())(x)
+        assert got.shape == shape
+
+
+def test_index_arrays_are_snapshotted_like_weights():
+    class Pick(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.idx = np.array([0, 1, 2])
+
+        def forward(self, x):
+            return x[:, self.idx]
+
+    model = Pick()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    predict = nn.Predictor(model)
+    old = eval_forward(model, x)
+    assert_matches(predict(x), old)
+    model.idx[:] = [2, 1, 0]  # changed in place after the trace
+    assert_matches(predict(x), old)
+    predict.reset()
+    assert_matches(predict(x), eval_forward(model, x))
+
+
+def test_seeded_dropout_replays_the_models_masks():
+    """F.dropout(..., training=True, rng=0) draws the same mask on every call of the model;
+    the replay starts each call from the trace's Generator, so it draws that mask too."""
+    class SeededDropout(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=True, rng=0)
+
+    model, x = SeededDropout(), images(2)
+    predict = nn.Predictor(model)
+    ref = eval_forward(model, x)
+    assert (ref == 0).any()
+    for _ in range(3):
+        assert_matches(predict(x), ref)

@@ -17,21 +17,23 @@ arrays, in order. On the way it does what an inference engine does:
 * a convolution whose batch fits one chunk runs prepared (``Conv2d.prepared``): its buffers,
   window views and kernel matrix are made once, so a call is a few NumPy calls;
 * an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
-  forward keeps for a backward is let go with it.
+  forward keeps for a backward is let go with it (a convolution keeps nothing input-sized).
 
 The weights are copied when a shape is first traced: a Predictor made before training goes on
 giving the old model's answers for the shapes it has seen; call ``reset()`` (or make a new one)
 after the weights change. Like ``torch.jit.trace``, it records what one run did: a forward that
 branches on the input's values, or computes on ``.data`` outside cnnlab's ops, does not replay.
 The trace is checked by default: the Predictor and the model itself are run on a second input
-(the first one's values, shuffled) and must agree (to float rounding), else the Predictor
-refuses with an error. A trace switches the model to eval mode and back: do not train the
-same model in another thread meanwhile.
+(the first one's values shuffled and rescaled, signs kept) and must agree (to float rounding),
+else the Predictor refuses with an error. The check catches most such forwards, not all. A
+trace switches the model to eval mode and back: do not train the model, or switch its modes,
+in another thread meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 
 import numpy as np
@@ -191,19 +193,15 @@ class _Plan:
         return outs[0] if self.single else tuple(outs)
 
     def check(self, model, data: np.ndarray) -> None:
-        """The replay must give the traced output, and the model's output on a second input:
-        the same values, shuffled (so that a model with a domain, log or sqrt, stays in it)."""
-        rng = np.random.default_rng(0)
-        other = rng.permutation(data.reshape(-1)).reshape(data.shape)
+        """The replay must give the traced output, and the model's output on a second input."""
+        other = _second_input(data)
         traced, self.traced = self.traced, None
         theirs = [t.data for t in _outputs(_eval_forward(model, other), model)]
         for mine, ref in ((self.run(data), traced), (self.run(other), theirs)):
             for a, b in zip([mine] if self.single else mine, ref):
                 a, b = np.asarray(a), np.asarray(b)
                 if not _agree(a, b):
-                    worst = (f"shape {a.shape} against {b.shape}" if a.shape != b.shape else
-                             f"{float(np.nanmax(np.abs(a - b), initial=0.0)):.3g}"
-                             if b.dtype.kind in "fc" else "values differ")
+                    worst = _difference(a, b)
                     raise RuntimeError(
                         f"Predictor: replaying the ops recorded from {type(model).__name__} does "
                         f"not reproduce its forward (largest difference {worst}); its forward "
@@ -211,6 +209,36 @@ class _Plan:
                         f"branches on the input's values, or is random in eval mode. Call the "
                         f"model itself instead."
                     )
+
+
+def _second_input(data: np.ndarray) -> np.ndarray:
+    """The check's second input: the first one's values shuffled, each scaled by a random
+    factor in [0.5, 1.5], and its zeros made small positive numbers. The signs stay (a model
+    taking log or sqrt stays in its domain), while the maximum, mean, spread and sum change,
+    also for a constant first input (all zeros, say)."""
+    rng = np.random.default_rng(0)
+    flat = rng.permutation(data.reshape(-1)).astype(np.float64)
+    scale = float(np.max(np.abs(flat[np.isfinite(flat)]), initial=0.0)) or 1.0
+    other = flat * rng.uniform(0.5, 1.5, flat.shape)
+    zeros = flat == 0
+    other[zeros] = scale * rng.uniform(0.1, 1.0, int(zeros.sum()))
+    if data.dtype.kind in "iu":  # integer images: rounded, within the dtype's range
+        info = np.iinfo(data.dtype)
+        other = np.clip(np.rint(other), info.min, info.max)
+    elif data.dtype.kind == "b":
+        other = rng.random(flat.shape) < 0.5
+    return other.astype(data.dtype).reshape(data.shape)
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> str:
+    """What differs between a replay's output and the model's, for the check's error."""
+    if a.shape != b.shape:
+        return f"shape {a.shape} against {b.shape}"
+    if b.dtype.kind not in "fc":
+        return "values differ"
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return "NaN in other places"
+    return f"{float(np.nanmax(np.abs(a - b), initial=0.0)):.3g}"
 
 
 def _agree(a: np.ndarray, b: np.ndarray) -> bool:
@@ -233,7 +261,7 @@ def _fold(steps: list, values: list, out_slots: list) -> list:
     """Batch norm (eval) into the convolution before it, and a ReLU into the convolution (the
     residual add, the dense layer) before it, where that result is read by nothing else and
     the weights are constants of the trace (not computed in forward). Returns the steps left."""
-    made = {step.out for step in steps}
+    made = {0} | {step.out for step in steps}  # the input and every op's result: not constants
     reads = {}
     for step in steps:
         for k in step.ins:
@@ -283,20 +311,24 @@ def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
     """The step's run: a prepared convolution, or the op's own forward on arrays (an op made
     from the settings it had before the trace's forward, without the trace's cache)."""
     op = object.__new__(type(step.fn))
-    op.__dict__.update(step.settings)
+    op.__dict__.update(step.settings)  # a deep copy (record_ops): arrays in it are snapshots
     op.needs_grad = (False,) * len(step.ins)
-    if isinstance(op, BatchNorm):  # not folded: its running statistics copied, like weights
-        op.running_mean, op.running_var = (None if r is None else np.array(r)
-                                           for r in (op.running_mean, op.running_var))
     step.fn = op
     if isinstance(op, Conv2d) and step.w is not None:
         step.run = op.prepared(shapes[step.ins[0]], step.w, step.b, step.relu)
         step.ins = step.ins[:1]  # the weights are in the prepared function
         return
     size = sum(int(np.prod(shapes[k])) for k in step.ins if shapes.get(k) is not None)
-    if size * itemsize > _FRESH_OP_BYTES:
-        settings = dict(op.__dict__)
-
+    settings = dict(op.__dict__)
+    if any(isinstance(v, np.random.Generator) for v in settings.values()):
+        # an op that draws random numbers (dropout in training mode, with its own Generator):
+        # each call starts from the Generator as it was in the trace, as each call of the model
+        # starts from a new one
+        def forward(*arrays):
+            fresh = object.__new__(type(op))
+            fresh.__dict__.update(copy.deepcopy(settings))
+            return fresh.forward(*arrays)
+    elif size * max(itemsize, 4) > _FRESH_OP_BYTES:
         def forward(*arrays):
             fresh = object.__new__(type(op))
             fresh.__dict__.update(settings)
@@ -309,8 +341,9 @@ def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
 
     def run_then_relu(*arrays):
         y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place
-        if not isinstance(y, np.ndarray) or y.ndim == 0 or not y.flags.c_contiguous:
-            return np.maximum(y, y.dtype.type(0))  # a scalar, or no rows to view
+        if (not isinstance(y, np.ndarray) or y.ndim == 0 or y.size == 0
+                or not y.flags.c_contiguous):
+            return np.maximum(y, y.dtype.type(0))  # a scalar, empty, or no rows to view
         # image rows (N*H, W*C) (or (N, F)): maximum against a row of zeros, as ReLU does
         rows = y.reshape(-1, y.shape[-2] * y.shape[-1]) if y.ndim == 4 else y.reshape(
             -1, y.shape[-1])
