@@ -39,6 +39,16 @@ def run_conv(x, w, b, gy, **kw):
     return y.numpy(), xt.grad, wt.grad, None if bt is None else bt.grad
 
 
+def assert_loops_agree(got, z_ref, gy, cache, rel):
+    """conv2d's (y, gx, gw, gb) against the loops' forward Z and their three gradients for gy."""
+    y, gx, gw, gb = got
+    dA, dW, db = conv_backward(gy, cache)
+    assert_rel(y, z_ref, rel, "forward")
+    assert_rel(gx, dA, rel, "dA_prev")
+    assert_rel(gw, dW, rel, "dW")
+    assert_rel(gb, db, rel, "db")
+
+
 # ----------------------------------------------------------------------------- hand-computed
 def test_hand_computed_4x4():
     # x[i, j] = 4 i + j, filter [[1, 2], [3, 4]]: Z[i, j] = 40 i + 10 j + 34 (+ b); by hand
@@ -145,14 +155,9 @@ def test_batch_chunks_match_reference(monkeypatch, threads, chunk_images, stride
     per_image = oh * ow * kh * kw * (c_in // groups) * 8  # bytes of one image's windows
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_images * per_image)
     gy = rng.normal(size=z_ref.shape)
-    y, gx, gw, gb = run_conv(x, w, b, gy, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups)
+    got = run_conv(x, w, b, gy, stride=stride, padding=padding, dilation=dilation, groups=groups)
     assert taken == {path}
-    dA, dW, db = conv_backward(gy, cache)
-    assert_rel(y, z_ref, 1e-10, "forward")
-    assert_rel(gx, dA, 1e-10, "dA_prev")
-    assert_rel(gw, dW, 1e-10, "dW")
-    assert_rel(gb, db, 1e-10, "db")
+    assert_loops_agree(got, z_ref, gy, cache, 1e-10)
 
 
 @pytest.mark.parametrize(
@@ -189,13 +194,9 @@ def test_banded_rows_match_reference(monkeypatch, threads, width, padding, dilat
     oh, ow = z_ref.shape[1:3]
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * oh * ow * kh * (kw + 9) * c_in * 8)
     gy = rng.normal(size=z_ref.shape)
-    y, gx, gw, gb = run_conv(x, w, b, gy, stride=1, padding=padding, dilation=dilation)
+    got = run_conv(x, w, b, gy, stride=1, padding=padding, dilation=dilation)
     assert used == {classes}, "the banded input gradient was not the path taken"
-    dA, dW, db = conv_backward(gy, cache)
-    assert_rel(y, z_ref, 1e-10, "forward")
-    assert_rel(gx, dA, 1e-10, "dA_prev")
-    assert_rel(gw, dW, 1e-10, "dW")
-    assert_rel(gb, db, 1e-10, "db")
+    assert_loops_agree(got, z_ref, gy, cache, 1e-10)
 
 
 @pytest.mark.parametrize(
@@ -438,11 +439,7 @@ def test_float32_stays_float32(w_shape, kw):
         **kw,
     )
     assert y.dtype == gx.dtype == gw.dtype == gb.dtype == np.float32
-    dA, dW, db = conv_backward(gy, cache)
-    assert_rel(y, z_ref, 1e-5, "forward")
-    assert_rel(gx, dA, 1e-5, "gx")
-    assert_rel(gw, dW, 1e-5, "gw")
-    assert_rel(gb, db, 1e-5, "gb")
+    assert_loops_agree((y, gx, gw, gb), z_ref, gy, cache, 1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

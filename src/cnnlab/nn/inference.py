@@ -38,7 +38,7 @@ import threading
 
 import numpy as np
 
-from cnnlab.ops.activation import ReLU
+from cnnlab.ops.activation import ReLU, relu_array
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.elementwise import Add
 from cnnlab.ops.linear import Linear
@@ -320,18 +320,14 @@ def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
         return
     size = sum(int(np.prod(shapes[k])) for k in step.ins if shapes.get(k) is not None)
     settings = dict(op.__dict__)
-    if any(isinstance(v, np.random.Generator) for v in settings.values()):
-        # an op that draws random numbers (dropout in training mode, with its own Generator):
-        # each call starts from the Generator as it was in the trace, as each call of the model
-        # starts from a new one
+    # an op that draws random numbers (dropout in training mode, with its own Generator) starts
+    # each call from the Generator as it was in the trace, as each call of the model starts
+    # from a new one
+    draws = any(isinstance(v, np.random.Generator) for v in settings.values())
+    if draws or size * max(itemsize, 4) > _FRESH_OP_BYTES:
         def forward(*arrays):
             fresh = object.__new__(type(op))
-            fresh.__dict__.update(copy.deepcopy(settings))
-            return fresh.forward(*arrays)
-    elif size * max(itemsize, 4) > _FRESH_OP_BYTES:
-        def forward(*arrays):
-            fresh = object.__new__(type(op))
-            fresh.__dict__.update(settings)
+            fresh.__dict__.update(copy.deepcopy(settings) if draws else settings)
             return fresh.forward(*arrays)
     else:
         forward = op.forward
@@ -340,15 +336,10 @@ def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
         return
 
     def run_then_relu(*arrays):
-        y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place
-        if (not isinstance(y, np.ndarray) or y.ndim == 0 or y.size == 0
-                or not y.flags.c_contiguous):
-            return np.maximum(y, y.dtype.type(0))  # a scalar, empty, or no rows to view
-        # image rows (N*H, W*C) (or (N, F)): maximum against a row of zeros, as ReLU does
-        rows = y.reshape(-1, y.shape[-2] * y.shape[-1]) if y.ndim == 4 else y.reshape(
-            -1, y.shape[-1])
-        np.maximum(rows, np.zeros(rows.shape[-1:], y.dtype), out=rows)
-        return y
+        y = forward(*arrays)  # a new array (_FRESH): max(y, 0) in place where it can be
+        if not isinstance(y, np.ndarray) or not y.flags.c_contiguous:
+            return np.maximum(y, y.dtype.type(0))  # a NumPy scalar, or no rows to view
+        return relu_array(y, out=y)
 
     step.run = run_then_relu
 

@@ -44,6 +44,7 @@ import numbers
 import numpy as np
 
 from cnnlab.ops._util import as_tensor, check_float, check_ndim, check_same_dtype, repeat_row
+from cnnlab.ops.activation import relu_array
 from cnnlab.ops.geometry import output_size, pair, resolve_padding, windows
 from cnnlab.ops.parallel import batch_chunks, map_chunks, sum_parts
 from cnnlab.tensor import Function, Tensor
@@ -158,7 +159,7 @@ class Conv2d(Function):
 
             def run_forward(x):
                 z = self.forward(x, w, b)
-                return np.maximum(z, 0, out=z) if relu else z
+                return relu_array(z, out=z) if relu else z
 
             return run_forward
         if self.band:  # rows (N*OH*OW/B, KH*Q*C_in) @ T (KH*Q*C_in, B*C_out)
@@ -175,7 +176,6 @@ class Conv2d(Function):
         buf = np.empty(win.shape, dtype=w.dtype)
         lhs = buf.reshape(-1, mat.shape[0])  # the window (or row) matrix
         bias_row = None if b is None else repeat_row(b, ow)  # (OW*C_out,)
-        zero_row = np.zeros(ow * c_out, dtype=w.dtype)  # max against a row, not the scalar 0
 
         def run(x):
             if padded:
@@ -185,12 +185,10 @@ class Conv2d(Function):
                 buf[...] = windows(x, kernel, stride, dilation)
             z = np.empty((n, oh, ow, c_out), dtype=w.dtype)
             np.matmul(lhs, mat, out=z.reshape(lhs.shape[0], -1))
-            rows = z.reshape(n * oh, ow * c_out)  # image rows, a view
             if bias_row is not None:
+                rows = z.reshape(n * oh, ow * c_out)  # image rows, a view
                 rows += bias_row
-            if relu:
-                np.maximum(rows, zero_row, out=rows)
-            return z
+            return relu_array(z, out=z) if relu else z
 
         return run
 

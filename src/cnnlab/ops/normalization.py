@@ -54,7 +54,7 @@ class BatchNorm(Function):
 
     Layout, for speed: the arrays are handled as image rows, (N*H, W*C) for 4-D x ((N, F) for
     2-D x), and every per-channel vector (C,) is repeated W times to (W*C,) before it is
-    broadcast over them (``_tile``). NumPy is several times slower on the (m, C) layout with
+    broadcast over them (``repeat_row``). NumPy is several times slower on the (m, C) layout with
     C = 16: its inner loops would run 16 values long. Per-channel sums likewise add the rows
     first, then the W groups of C (``_channel_sum``, ``_channel_dot``). Full-size work is done
     in place, in buffers this op owns.
@@ -76,7 +76,7 @@ class BatchNorm(Function):
         y = np.empty_like(xr)  # (N*H, W*C), our buffer: x - mean, then y
         if self.training:
             mean = _channel_sum(xr, c) / m  # (C,)
-            np.subtract(xr, _tile(mean, w), out=y)  # (N*H, W*C) x - mean
+            np.subtract(xr, repeat_row(mean, w), out=y)  # (N*H, W*C) x - mean
             var = _channel_dot(y, y, c) / m  # (C,) biased
             inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
             if self.running_mean is not None:
@@ -95,12 +95,12 @@ class BatchNorm(Function):
         if not self.training:
             # an affine map of x: y = scale * x + (beta - scale * mean), two passes, not three
             shift = -scale * mean if beta is None else beta - scale * mean  # (C,)
-            np.multiply(xr, _tile(scale, w), out=y)
-            y += _tile(shift, w)
+            np.multiply(xr, repeat_row(scale, w), out=y)
+            y += repeat_row(shift, w)
             return y.reshape(shape)
-        y *= _tile(scale, w)  # (N*H, W*C) gamma * x_hat
+        y *= repeat_row(scale, w)  # (N*H, W*C) gamma * x_hat
         if beta is not None:
-            y += _tile(beta, w)
+            y += repeat_row(beta, w)
         return y.reshape(shape)
 
     def backward(self, gy):
@@ -113,30 +113,25 @@ class BatchNorm(Function):
         gx = ggamma = gbeta = None
         if needs[1] or (needs[0] and self.training):
             # x_hat = xc * inv_std is not formed: inv_std goes into the per-channel factors
-            xc = np.subtract(self.x, _tile(self.mean, w))  # (N*H, W*C) x - mean, our buffer
+            xc = np.subtract(self.x, repeat_row(self.mean, w))  # (N*H, W*C) x - mean, our buffer
             sum_gy_xhat = inv_std * _channel_dot(gyr, xc, c)  # (C,) sum(gy * x_hat)
         if needs[0]:
             scale = inv_std if self.gamma is None else self.gamma * inv_std  # (C,)
             if self.training:
                 # gx = scale * (gy - (sum(gy) + x_hat * sum(gy * x_hat)) / m), in xc's buffer
                 gx = xc
-                gx *= _tile(inv_std * sum_gy_xhat / m, w)  # x_hat * sum(gy * x_hat) / m
-                gx += _tile(sum_gy / m, w)
+                gx *= repeat_row(inv_std * sum_gy_xhat / m, w)  # x_hat * sum(gy * x_hat) / m
+                gx += repeat_row(sum_gy / m, w)
                 np.subtract(gyr, gx, out=gx)
-                gx *= _tile(scale, w)  # (N*H, W*C)
+                gx *= repeat_row(scale, w)  # (N*H, W*C)
             else:
-                gx = gyr * _tile(scale, w)  # (N*H, W*C)
+                gx = gyr * repeat_row(scale, w)  # (N*H, W*C)
             gx = gx.reshape(shape)
         if needs[1]:
             ggamma = sum_gy_xhat
         if needs[2]:
             gbeta = sum_gy
         return gx, ggamma, gbeta
-
-
-def _tile(v, w: int):
-    """A per-channel vector (C,) repeated for the W channel groups of an image row: (W*C,)."""
-    return repeat_row(v, w)
 
 
 def _channel_sum(a, c: int):
