@@ -522,6 +522,41 @@ def test_weight_gradient_skipped_when_w_needs_none():
     assert_rel(x.grad, conv_backward(gy, cache)[0], 1e-10, "dA_prev")
 
 
+@pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)))
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_banded_rows_each_set_of_gradients(monkeypatch, threads, needs, with_bias):
+    """The banded method with every choice of which inputs want a gradient, with and without a
+    bias: the bias rides in the products (a ones column in the rows, b in T's last row), and db
+    comes from S's last row only when dW is computed too (one image a chunk, so on 3 threads
+    the shares' parts of S are added). Against the nested loops; inputs that want no gradient
+    get none."""
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)  # chunks of one image
+    need_x, need_w, need_b = needs
+    rng = np.random.default_rng(sum(needs) + 10 * with_bias)
+    x_np = rng.normal(size=(3, 9, 14, 6))  # LeNet-5's second convolution, small batch: B 5
+    w_np = rng.normal(size=(5, 5, 6, 16))
+    b_np = rng.normal(size=16) if with_bias else None
+    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, "valid")
+    gy = rng.normal(size=z_ref.shape)
+    x, w = cl.tensor(x_np, requires_grad=need_x), cl.tensor(w_np, requires_grad=need_w)
+    b = None if b_np is None else cl.tensor(b_np, requires_grad=need_b)
+    y = F.conv2d(x, w, b)
+    assert y._ctx is None or y._ctx.band == 5
+    assert_rel(y.numpy(), z_ref, 1e-10, "forward")
+    if not y.requires_grad:
+        return
+    y.backward(gy)
+    d_a, d_w, d_b = conv_backward(gy, cache)
+    for tensor, want, name in [(x, d_a, "dA_prev"), (w, d_w, "dW"), (b, d_b, "db")]:
+        if tensor is None:
+            continue
+        if tensor.requires_grad:
+            assert_rel(tensor.grad, want, 1e-10, name)
+        else:
+            assert tensor.grad is None, name
+
+
 def test_inputs_are_not_modified():
     rng = np.random.default_rng(12)
     x, w, b = rng.normal(size=(2, 5, 5, 3)), rng.normal(size=(3, 3, 3, 2)), rng.normal(size=2)
