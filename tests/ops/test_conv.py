@@ -240,6 +240,38 @@ def test_prepared_matches_reference(stride, padding, dilation, groups, c_in, c_o
     np.testing.assert_array_equal(got1, kept)
 
 
+def assert_same_non_finite(got, want, what):
+    """NaN, +inf and -inf in the same places; the finite values agree."""
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(kind(got), kind(want), f"{what}: {kind.__name__}")
+    finite = np.isfinite(want)
+    assert_rel(got[finite], want[finite], 1e-10, what)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("padding,c_in,c_out", [("same", 1, 6), ("valid", 6, 16)])
+def test_non_finite_input_stays_in_its_windows(bad, padding, c_in, c_out):
+    """An inf or NaN in x reaches only the outputs whose windows hold it, as in the loops: the
+    banded method (whose T has zeros, and 0 * inf = NaN) steps aside for the window matrix, in
+    forward and in the prepared convolution; finite inputs keep the banded method."""
+    rng = np.random.default_rng(int(c_in))
+    x = rng.normal(size=(2, 14, 14, c_in))
+    w = rng.normal(size=(5, 5, c_in, c_out))
+    b = rng.normal(size=c_out)
+    x_bad = x.copy()
+    x_bad[1, 6, 3, 0] = bad
+    want, _ = conv_forward(x_bad, w, b, 1, padding)
+    y = F.conv2d(cl.tensor(x_bad), cl.tensor(w), cl.tensor(b), padding=padding)
+    assert_same_non_finite(y.numpy(), want, "forward")
+    assert np.isfinite(want[0]).all() and not np.isfinite(want[1]).all()
+    pads = resolve_padding(padding, x.shape[1:3], (5, 5), (1, 1), (1, 1), "t")
+    op = conv_module.Conv2d((1, 1), pads, (1, 1), 1)
+    run = op.prepared(x.shape, w, b)
+    assert op.band > 0  # finite inputs take the banded method
+    assert_rel(run(x), conv_forward(x, w, b, 1, padding)[0], 1e-10, "prepared, finite")
+    assert_same_non_finite(run(x_bad), want, "prepared")
+
+
 def test_prepared_walks_chunks_when_the_batch_is_large(monkeypatch):
     """A batch that needs several chunks runs the forward itself (with its threads)."""
     rng = np.random.default_rng(3)

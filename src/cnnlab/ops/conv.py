@@ -110,6 +110,10 @@ class Conv2d(Function):
         self.x = x if self.needs_grad[1] else None  # the cache for dW: windows are rebuilt from it
         z = np.empty((n, oh, ow, c_out), dtype=x.dtype)  # (N, OH, OW, C_out)
         self.band = self._band_width()
+        if self.band and not np.isfinite(x).all():
+            # T's zeros would meet an inf or NaN of x in a row (0 * inf = NaN) and spread it to
+            # outputs whose windows do not hold it: the window matrix keeps each window apart
+            self.band = 0
         if self.band:
             # (KH*Q*C_in, B*C_out), with a bias its last row b along the block: the bias trick
             self.t = t2 = self._band_matrix(b)  # kept for dA_prev (its first KH*Q*C_in rows)
@@ -160,12 +164,12 @@ class Conv2d(Function):
         self.needs_grad = (False, False, False)
         self.band = self._band_width()
         chunks = self._band_chunks(n) if self.band else self._batch_chunks(n)
+
+        def run_forward(x):
+            z = self.forward(x, w, b)
+            return relu_array(z, out=z) if relu else z
+
         if len(chunks) != 1 or self.groups != 1 or (c_in == 1 and not self.band):
-
-            def run_forward(x):
-                z = self.forward(x, w, b)
-                return relu_array(z, out=z) if relu else z
-
             return run_forward
         if self.band:  # rows (N*OH*OW/B, KH*Q*C_in) @ T (KH*Q*C_in, B*C_out)
             q = self.band + dw * (kw - 1)
@@ -182,7 +186,11 @@ class Conv2d(Function):
         lhs = buf.reshape(-1, mat.shape[0])  # the window (or row) matrix
         bias_row = None if b is None else repeat_row(b, ow)  # (OW*C_out,)
 
+        band = self.band
+
         def run(x):
+            if band and not np.isfinite(x).all():  # as in forward: the window matrix instead
+                return run_forward(x)
             if padded:
                 x_pad[:, pt : pt + h, pl : pl + wd] = x  # the interior only: the border stays 0
                 buf[...] = win
