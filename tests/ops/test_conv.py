@@ -272,6 +272,26 @@ def test_non_finite_input_stays_in_its_windows(bad, padding, c_in, c_out):
     assert_same_non_finite(run(x_bad), want, "prepared")
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_output_gradient_stays_in_its_windows(bad):
+    """An inf or NaN in dZ reaches only the input pixels its window covers (dA_prev by the
+    window-matrix formulas, not the banded T^T with its zeros); dW and db as the loops give."""
+    rng = np.random.default_rng(7)
+    x_np, w_np = rng.normal(size=(2, 14, 14, 6)), rng.normal(size=(5, 5, 6, 16))
+    b_np = rng.normal(size=16)
+    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, "valid")
+    gy = rng.normal(size=z_ref.shape)
+    gy[1, 4, 7, 3] = bad
+    x, w, b = (cl.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
+    y = F.conv2d(x, w, b)
+    assert y._ctx.band > 0
+    y.backward(gy)
+    for got, want, name in zip((x.grad, w.grad, b.grad), conv_backward(gy, cache),
+                               ("dA_prev", "dW", "db")):
+        assert_same_non_finite(got, want, name)
+    assert np.isfinite(x.grad[0]).all() and not np.isfinite(x.grad[1]).all()
+
+
 def test_prepared_walks_chunks_when_the_batch_is_large(monkeypatch):
     """A batch that needs several chunks runs the forward itself (with its threads)."""
     rng = np.random.default_rng(3)

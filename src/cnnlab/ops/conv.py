@@ -309,6 +309,11 @@ class Conv2d(Function):
         dA_prev: one product Y = dZ T^T a chunk, then KH*ceil(Q/B) strided adds
         (_band_input_grad_chunk).
         """
+        if need_x and not np.isfinite(gy).all():
+            # as in forward: T^T's zeros would spread an inf or NaN of dZ to pixels whose
+            # windows never met it; the window-matrix formulas of _input_grad keep it in place
+            gw, _, gb = self._band_backward(gy, need_w, False, need_b)
+            return gw, self._input_grad(gy), gb
         kh, kw, c_in, c_out = self.w.shape
         bw, dw = self.band, self.dilation[1]
         q = bw + dw * (kw - 1)
