@@ -39,6 +39,8 @@ the weights, and the affine map is linear): rows get a column of ones and T a la
 b once per output column of the block, so Z = [rows, 1] @ [T; b...] has the bias added, and
 the ones column's row of [rows, 1]^T dZ is db, summed over the rows (then over the block).
 Saving the separate passes over Z and dZ gained 3-4% of a LeNet-5 step (benchmarks/ab.py).
+T's zeros times an inf or NaN make NaN, which a row would spread to the block's other outputs:
+an input (or dZ, for dA_prev) that is not all finite takes the window-matrix formulas instead.
 """
 
 from __future__ import annotations
