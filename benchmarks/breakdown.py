@@ -6,14 +6,18 @@
 cnnlab: every op's forward and backward time per step, summed over the step's calls of that op
 (a convolution's input gradient that runs the forward formula on dZ counts as its backward).
 PyTorch: its profiler's self CPU time per step of each ATen op, for the twin model of
-benchmarks/run.py. Same batch, data, optimizer and thread count as run.py's training rows.
+benchmarks/run.py. The batch size, input shapes, optimizer and thread count of run.py's
+training rows (random data and weights, not the same draws on both sides).
 The sides run one after the other, not alternating, and timing each op (a wrapper around every
 forward and backward) adds its own cost: compare the shares of a step, and take the ratios
 from run.py.
 
---halves also times the step as two half batches on two threads (each on its own copy of the
-model, the gradients added), against the whole batch on one thread and on cnnlab's threads: how
-far a step can gain from running whole halves of the batch in parallel.
+--halves also times the step as two half batches on two threads, against the whole batch on
+one thread and on cnnlab's threads: how far a step can gain from running whole halves of the
+batch in parallel. The second half runs through a copy of the model whose weights are set
+from the model's before each step (counted in the time), and the two halves' gradients are
+averaged: LeNet-5's gradients agree with the whole batch's to rounding; ResNet-20's batch norm
+would normalise each half on its own (a timing experiment, not a training method).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def _instrument(totals: dict) -> None:
                 setattr(cls, name, _timed(vars(cls)[name], f"{cls.__name__} {name}", totals))
 
 
-def _problem(name: str, rng):
+def _problem(name: str):
     if name == "lenet5":
         return models.get("lenet5"), (128, 28, 28, 1), "adam"
     return models.get("resnet20", num_classes=10), (64, 32, 32, 3), "sgd"
@@ -83,7 +87,7 @@ def _optimizer(kind: str, params):
 
 
 def cnnlab_breakdown(name: str, steps: int, rng) -> None:
-    model, shape, kind = _problem(name, rng)
+    model, shape, kind = _problem(name)
     opt = _optimizer(kind, model.parameters())
     x = rng.random(shape, dtype=np.float32)
     y = rng.integers(0, 10, shape[0])
@@ -143,7 +147,7 @@ def torch_breakdown(torch, name: str, steps: int, rng) -> None:
 
 def halves(name: str, rng, rounds: int = 7) -> None:
     """The whole batch on 1 thread, on cnnlab's threads, and as two halves on two threads."""
-    model, shape, kind = _problem(name, rng)
+    model, shape, kind = _problem(name)
     twin = copy.deepcopy(model)
     opt = _optimizer(kind, model.parameters())
     x = rng.random(shape, dtype=np.float32)
@@ -164,8 +168,9 @@ def halves(name: str, rng, rounds: int = 7) -> None:
 
     def step_halves():
         opt.zero_grad()
-        for p in twin.parameters():
-            p.grad = None
+        for p, q in zip(model.parameters(), twin.parameters()):
+            q.data[...] = p.data  # the twin computes with this step's weights
+            q.grad = None
         map_chunks(half_work, parts)  # one half a thread; nested calls run inline
         for p, q in zip(model.parameters(), twin.parameters()):
             p.grad += q.grad

@@ -250,10 +250,12 @@ def assert_same_non_finite(got, want, what):
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("padding,c_in,c_out", [("same", 1, 6), ("valid", 6, 16)])
-def test_non_finite_input_stays_in_its_windows(bad, padding, c_in, c_out):
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_non_finite_input_stays_in_its_windows(monkeypatch, threads, bad, padding, c_in, c_out):
     """An inf or NaN in x reaches only the outputs whose windows hold it, as in the loops: the
     banded method (whose T has zeros, and 0 * inf = NaN) steps aside for the window matrix, in
-    forward and in the prepared convolution; finite inputs keep the banded method."""
+    forward (one image a chunk, on 1 or 3 threads) and in the prepared convolution; finite
+    inputs keep the banded method."""
     rng = np.random.default_rng(int(c_in))
     x = rng.normal(size=(2, 14, 14, c_in))
     w = rng.normal(size=(5, 5, c_in, c_out))
@@ -261,7 +263,9 @@ def test_non_finite_input_stays_in_its_windows(bad, padding, c_in, c_out):
     x_bad = x.copy()
     x_bad[1, 6, 3, 0] = bad
     want, _ = conv_forward(x_bad, w, b, 1, padding)
-    y = F.conv2d(cl.tensor(x_bad), cl.tensor(w), cl.tensor(b), padding=padding)
+    with monkeypatch.context() as m:
+        m.setattr(conv_module, "_CHUNK_BYTES", 1)  # one image a chunk
+        y = F.conv2d(cl.tensor(x_bad), cl.tensor(w), cl.tensor(b), padding=padding)
     assert_same_non_finite(y.numpy(), want, "forward")
     assert np.isfinite(want[0]).all() and not np.isfinite(want[1]).all()
     pads = resolve_padding(padding, x.shape[1:3], (5, 5), (1, 1), (1, 1), "t")
@@ -273,23 +277,41 @@ def test_non_finite_input_stays_in_its_windows(bad, padding, c_in, c_out):
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
-def test_non_finite_output_gradient_stays_in_its_windows(bad):
+@pytest.mark.parametrize(
+    "c_in,c_out,padding,dilation,need_x",
+    [
+        (6, 16, "valid", 1, True),  # LeNet-5's conv2: dA_prev by the fold
+        (6, 5, "same", 1, True),  # 2 C_in > C_out: dA_prev by the flipped kernel, padded
+        (3, 4, 1, 2, True),  # dilated and padded (the flipped kernel)
+        (6, 16, "valid", 1, False),  # dW and db only: the banded S, read on its diagonals
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_non_finite_output_gradient_stays_in_its_windows(monkeypatch, threads, bad, c_in,
+                                                         c_out, padding, dilation, need_x):
     """An inf or NaN in dZ reaches only the input pixels its window covers (dA_prev by the
-    window-matrix formulas, not the banded T^T with its zeros); dW and db as the loops give."""
+    window-matrix formulas, not the banded T^T with its zeros); dW and db as the loops give.
+    One image a chunk, on 1 or 3 threads."""
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
     rng = np.random.default_rng(7)
-    x_np, w_np = rng.normal(size=(2, 14, 14, 6)), rng.normal(size=(5, 5, 6, 16))
-    b_np = rng.normal(size=16)
-    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, "valid")
+    x_np = rng.normal(size=(3, 14, 14, c_in))
+    w_np, b_np = rng.normal(size=(5, 5, c_in, c_out)), rng.normal(size=c_out)
+    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, padding, dilation)
     gy = rng.normal(size=z_ref.shape)
     gy[1, 4, 7, 3] = bad
-    x, w, b = (cl.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
-    y = F.conv2d(x, w, b)
+    x = cl.tensor(x_np, requires_grad=need_x)
+    w, b = cl.tensor(w_np, requires_grad=True), cl.tensor(b_np, requires_grad=True)
+    y = F.conv2d(x, w, b, padding=padding, dilation=dilation)
     assert y._ctx.band > 0
     y.backward(gy)
-    for got, want, name in zip((x.grad, w.grad, b.grad), conv_backward(gy, cache),
-                               ("dA_prev", "dW", "db")):
-        assert_same_non_finite(got, want, name)
-    assert np.isfinite(x.grad[0]).all() and not np.isfinite(x.grad[1]).all()
+    d_a, d_w, d_b = conv_backward(gy, cache)
+    assert_same_non_finite(w.grad, d_w, "dW")
+    assert_same_non_finite(b.grad, d_b, "db")
+    if need_x:
+        assert_same_non_finite(x.grad, d_a, "dA_prev")
+        assert np.isfinite(x.grad[[0, 2]]).all() and not np.isfinite(x.grad[1]).all()
+    else:
+        assert x.grad is None
 
 
 def test_prepared_walks_chunks_when_the_batch_is_large(monkeypatch):

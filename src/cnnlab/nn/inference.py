@@ -15,7 +15,8 @@ arrays, in order. On the way it does what an inference engine does:
 * a ReLU after a convolution, a residual add or a dense layer is applied in place on that
   result (where nothing else reads it);
 * a convolution whose batch fits one chunk runs prepared (``Conv2d.prepared``): its buffers,
-  window views and kernel matrix are made once, so a call is a few NumPy calls;
+  window views and kernel matrix are made once, so a call is a few NumPy calls (an input
+  holding an inf or NaN takes the op's own forward, see ops/conv.py);
 * an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
   forward keeps for a backward is let go with it (a convolution keeps nothing input-sized).
 

@@ -156,7 +156,8 @@ class Conv2d(Function):
         buffer's interior, copies the windows, makes one product and adds the bias: a few
         NumPy calls, which is what a batch-1 layer costs. Where the batch needs several chunks
         (or the layer has groups, or one input channel without the banded method) it runs the
-        forward above. The buffers are reused: one call at a time.
+        forward above, as does a banded call on an input holding an inf or NaN (see the module
+        docstring). The buffers are reused: one call at a time.
         """
         n, h, wd, c_in = x_shape
         kh, kw, cg, c_out = w.shape
@@ -493,7 +494,7 @@ class Conv2d(Function):
 
     def _input_grad(self, gy: np.ndarray) -> np.ndarray:
         """dA_prev (N, H, W, C_in) by whichever of three equal formulas is fastest here (few
-        channels take the banded rows, in _band_backward).
+        channels take the banded rows, in _band_backward, unless x or dZ holds an inf or NaN).
 
         Stride 1: the fold writes KH*KW*C_in values per position, the flipped-kernel
         convolution copies KH*KW*C_out: the fold when C_out >= 2 C_in, else the convolution.
