@@ -248,6 +248,7 @@ def assert_same_non_finite(got, want, what):
     assert_rel(got[finite], want[finite], 1e-10, what)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("padding,c_in,c_out", [("same", 1, 6), ("valid", 6, 16)])
 @pytest.mark.parametrize("threads", [1, 3], indirect=True)
@@ -276,6 +277,7 @@ def test_non_finite_input_stays_in_its_windows(monkeypatch, threads, bad, paddin
     assert_same_non_finite(run(x_bad), want, "prepared")
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 @pytest.mark.parametrize(
     "c_in,c_out,padding,dilation,need_x",
