@@ -27,9 +27,10 @@ import numpy as np
 
 import cnnlab as cl
 from cnnlab import functional as F
-from cnnlab import models, optim
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import breakdown  # noqa: E402  (run.py's training problems)
 
 
 def _load_at(rev: str, module: str):
@@ -69,15 +70,12 @@ def main() -> None:
 
     cl.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    shape = (128, 28, 28, 1) if args.model == "lenet5" else (64, 32, 32, 3)
+    sides = {}
+    for side in ("base", "tree"):  # the same starting weights on both sides
+        model, shape, kind = breakdown._problem(args.model, seed=0)
+        sides[side] = (model, breakdown._optimizer(kind, model.parameters()))
     x = rng.random(shape, dtype=np.float32)
     y = rng.integers(0, 10, shape[0])
-    sides = {}
-    for side in ("base", "tree"):
-        model = models.get(args.model, seed=0, num_classes=10)
-        opt = (optim.Adam(model.parameters(), lr=1e-3) if args.model == "lenet5"
-               else optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
-        sides[side] = (model, opt)
 
     def step(side):
         for module, name, base, current in swaps:

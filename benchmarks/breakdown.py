@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import statistics
 import sys
 import threading
 import time
@@ -74,10 +73,11 @@ def _instrument(totals: dict) -> None:
                 setattr(cls, name, _timed(vars(cls)[name], f"{cls.__name__} {name}", totals))
 
 
-def _problem(name: str):
+def _problem(name: str, seed=None):
+    """(model, input shape, optimizer kind) of run.py's training row for ``name``."""
     if name == "lenet5":
-        return models.get("lenet5"), (128, 28, 28, 1), "adam"
-    return models.get("resnet20", num_classes=10), (64, 32, 32, 3), "sgd"
+        return models.get("lenet5", seed=seed), (128, 28, 28, 1), "adam"
+    return models.get("resnet20", num_classes=10, seed=seed), (64, 32, 32, 3), "sgd"
 
 
 def _optimizer(kind: str, params):
@@ -177,19 +177,8 @@ def halves(name: str, rng, rounds: int = 7) -> None:
             p.grad *= 0.5
         opt.step()
 
-    def median_ms(fn):
-        for _ in range(3):
-            fn()
-        best = []
-        for _ in range(rounds):
-            time.sleep(0.2)
-            t = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                t.append(time.perf_counter() - t0)
-            best.append(min(t))
-        return statistics.median(best) * 1e3
+    def median_ms(fn):  # run.py's timing: median of rounds, each the best of 5 after a pause
+        return run._median_rounds({"f": fn}, rounds, repeat=5)["f"] * 1e3
 
     threads = cl.get_num_threads()
     threaded = median_ms(step)

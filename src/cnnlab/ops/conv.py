@@ -111,11 +111,7 @@ class Conv2d(Function):
         self.x_shape, self.w, self.out_hw = x.shape, w, (oh, ow)
         self.x = x if self.needs_grad[1] else None  # the cache for dW: windows are rebuilt from it
         z = np.empty((n, oh, ow, c_out), dtype=x.dtype)  # (N, OH, OW, C_out)
-        self.band = self._band_width()
-        if self.band and not np.isfinite(x).all():
-            # T's zeros would meet an inf or NaN of x in a row (0 * inf = NaN) and spread it to
-            # outputs whose windows do not hold it: the window matrix keeps each window apart
-            self.band = 0
+        self.band = self._band_width(x)
         if self.band:
             # (KH*Q*C_in, B*C_out), with a bias its last row b along the block: the bias trick
             self.t = t2 = self._band_matrix(b)  # kept for dA_prev (its first KH*Q*C_in rows)
@@ -221,8 +217,11 @@ class Conv2d(Function):
     # Few channels: a block of B output columns of one output row reads KH input rows of Q
     # pixels; the kernel laid along the block (T, below) turns the whole block into one row of
     # one product. Z = rows @ T, dW from rows^T dZ, dA_prev from dZ T^T.
-    def _band_width(self) -> int:
-        """B, the output columns per block of the banded method, or 0 where it is not used.
+    def _band_width(self, x=None) -> int:
+        """B, the output columns per block of the banded method, or 0 where it is not used:
+        also for an input ``x`` holding an inf or NaN, which T's zeros would turn into NaN
+        (0 * inf) and spread to outputs whose windows do not hold it (the window matrix keeps
+        each window apart).
 
         B divides OW, so blocks tile the row: the largest divisor in [KW, 2 KW) (wasted
         multiplications under (3 KW - 1)/KW, blocks long enough for a good product), else the
@@ -232,7 +231,8 @@ class Conv2d(Function):
         """
         kh, kw, c_in, c_out = self.w.shape
         if (self.stride != (1, 1) or self.groups != 1 or c_in > _BAND_MAX_CIN
-                or c_out > _BAND_MAX_COUT or kw < _BAND_MIN_KW):
+                or c_out > _BAND_MAX_COUT or kw < _BAND_MIN_KW
+                or (x is not None and not np.isfinite(x).all())):
             return 0
         return _band_divisor(self.out_hw[1], kw)
 
@@ -286,15 +286,15 @@ class Conv2d(Function):
         store = np.empty((_most(chunks) * oh * (ow // bw), k_taps + ones), dtype=x.dtype)
         if ones:
             store[:, k_taps] = 1  # written once: the copies below leave this column alone
-        row_bytes = store.strides[0]
+        row, item = store.strides
+        # the tap columns of the rows as (k, OH, OW/B, KH, Q, C_in), like the windows below
+        tap_strides = (oh * (ow // bw) * row, (ow // bw) * row, row, q * c_in * item,
+                       c_in * item, item)
         # (k, OH, OW/B, KH, Q, C_in) views: blocks B apart along the row, taps dh apart down it
         for chunk, k, src in self._padded_windows(x, chunks, (kh, q), (1, bw),
                                                   (self.dilation[0], 1)):
             rows = store[: k * oh * (ow // bw)]  # (Mc/B, KH*Q*C_in [+ 1])
-            item = rows.itemsize
-            taps = np.ndarray(src.shape, rows.dtype, buffer=store, strides=(  # rows' tap columns
-                oh * (ow // bw) * row_bytes, (ow // bw) * row_bytes, row_bytes,
-                q * c_in * item, c_in * item, item))
+            taps = np.ndarray(src.shape, store.dtype, buffer=store, strides=tap_strides)
             taps[...] = src  # the copy of the rows
             yield chunk, rows
 
