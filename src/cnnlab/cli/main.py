@@ -7,6 +7,7 @@ line ``cnnlab: error: ...`` and exits with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -60,6 +61,10 @@ def _fraction(name):
         return value
 
     return parse
+
+
+# Modules that register a command of their own (see build_parser); one line each.
+_COMMAND_MODULES: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-elements", type=_positive_int("--max-elements"), default=20,
                    help="elements checked per parameter (random sample; default 20)")
     g.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
+
+    # Further commands live in their own modules: each has ``register(sub)``, which adds its
+    # parser and sets ``func`` (called with the parsed arguments, returns the exit status).
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 
@@ -147,7 +157,8 @@ def main(argv=None) -> int:
     from cnnlab.cli import commands
 
     try:
-        return getattr(commands, f"cmd_{args.command}")(args)
+        func = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")
+        return func(args)
     except CLIError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
