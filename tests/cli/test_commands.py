@@ -88,7 +88,7 @@ def test_predict_prints_class_and_probability(run4, tmp_path):
 def test_predict_probabilities_are_the_models_own(run4, tmp_path):
     """The command's probabilities are the softmax of the model's eval forward (called through
     cnnlab.train.predict here), image by image, to the 3 decimals printed."""
-    from cnnlab.cli.setup import model_from_checkpoint
+    from cnnlab.cli.loaders import model_from_checkpoint
     from cnnlab.data.images import load_image
     from cnnlab.train import predict
 

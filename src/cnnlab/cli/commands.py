@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli.main import CLIError
-from cnnlab.cli.setup import (
+from cnnlab.cli.common import CLIError, user_errors
+from cnnlab.cli.loaders import (
     build_model,
     load_dataset,
     model_from_checkpoint,
     parse_shape,
 )
 
-__all__ = ["cmd_train", "cmd_evaluate", "cmd_predict", "cmd_summary", "cmd_gradcheck",
-           "user_errors", "write_json"]
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Turn the library's errors about files and settings into CLIErrors (one line, exit 2)."""
-    from cnnlab.data.errors import DataError
-    from cnnlab.train.checkpoint import CheckpointError
-
-    try:
-        yield
-    except (DataError, CheckpointError, FileNotFoundError, ImportError) as e:
-        raise CLIError(str(e)) from None
+__all__ = ["cmd_train", "cmd_evaluate", "cmd_predict", "cmd_summary", "cmd_gradcheck"]
 
 
 # ---------------------------------------------------------------------------- train
@@ -144,10 +129,3 @@ def _num_classes(model, x) -> int:
 
     with no_grad():
         return model(Tensor(x)).shape[-1]
-
-
-def write_json(path, obj) -> None:
-    from cnnlab.train.checkpoint import atomic_write
-
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))

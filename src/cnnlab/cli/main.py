@@ -10,57 +10,20 @@ import argparse
 import importlib
 import sys
 
+from cnnlab.cli.common import (
+    CLIError,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+)
+
 __all__ = ["CLIError", "build_parser", "main"]
 
 
-class CLIError(Exception):
-    """A user mistake: printed as one line, exit status 2."""
-
-
-def _int_at_least(low: int):
-    """An argparse type: an integer >= ``low``."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer; received {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; received {value}")
-        return value
-
-    return parse
-
-
-def _positive_int(name):
-    return _int_at_least(1)
-
-
-def _nonnegative_int(name):
-    return _int_at_least(0)
-
-
-def _nonnegative_float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number; received {text!r}") from None
-        if not value >= 0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"must be a number >= 0; received {text}")
-        return value
-
-    return parse
-
-
-def _fraction(name):
-    def parse(text):
-        value = _nonnegative_float(name)(text)
-        if value >= 1:
-            raise argparse.ArgumentTypeError(f"must be in [0, 1); received {text}")
-        return value
-
-    return parse
+# the argparse types under the names this module has always used
+_positive_int, _nonnegative_int = positive_int, nonnegative_int
+_nonnegative_float, _fraction = nonnegative_float, fraction
 
 
 # Modules that register a command of their own (see build_parser); one line each.

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli.commands import write_json
-from cnnlab.cli.main import CLIError
-from cnnlab.cli.setup import build_model, load_dataset, model_from_checkpoint
+from cnnlab.cli.common import CLIError, write_json
+from cnnlab.cli.loaders import build_model, load_dataset, model_from_checkpoint
 
 __all__ = ["run_training", "test_metrics"]
 

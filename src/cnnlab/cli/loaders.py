@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.common import CLIError
 
 __all__ = ["parse_shape", "build_model", "load_dataset", "model_from_checkpoint"]
 
