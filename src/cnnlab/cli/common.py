@@ -23,11 +23,13 @@ class CLIError(Exception):
 def user_errors():
     """Turn the library's errors about files and settings into CLIErrors (one line, exit 2)."""
     from cnnlab.data.errors import DataError
-    from cnnlab.train.checkpoint import CheckpointError
+    from cnnlab.train.checkpoint import CheckpointError, WriteError
+    from cnnlab.train.lock import LockedError
 
     try:
         yield
-    except (DataError, CheckpointError, FileNotFoundError, ImportError) as e:
+    except (DataError, CheckpointError, WriteError, LockedError, FileNotFoundError,
+            ImportError) as e:
         raise CLIError(str(e)) from None
 
 

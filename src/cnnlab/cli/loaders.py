@@ -79,14 +79,16 @@ def load_dataset(name: str, data_dir, split: str, download: bool = False):
 
 def model_from_checkpoint(path):
     """(model with the checkpoint's weights, the checkpoint's description dict)."""
-    from cnnlab.train.checkpoint import CheckpointError, load_checkpoint
+    from cnnlab.train.checkpoint import CheckpointError, load_checkpoint, read_metadata
 
-    ckpt = load_checkpoint(path)
-    info = ckpt["meta"].get("extra", {}).get("model")
+    # the description first, then only the weights that model has, each checked before it is
+    # read (see load_checkpoint)
+    info = read_metadata(path).get("extra", {}).get("model")
     if not info:
         raise CheckpointError(f"{path}: holds no model description (not written by cnnlab train)")
     model = build_model(info["name"], num_classes=info["num_classes"],
                         input_shape=tuple(info["input_shape"]), dropout=info.get("dropout"))
+    ckpt = load_checkpoint(path, model=model)
     try:
         model.load_state_dict(ckpt["model"])
     except (KeyError, ValueError) as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,35 +37,35 @@ _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001
 SCHEDULES = ("none", "step", "exponential", "inverse", "sqrt", "cosine")
 
 
-def _settings(args) -> tuple[dict, Path, bool]:
-    """The run's settings, its folder, and whether it resumes."""
+def _settings(args) -> tuple[dict, Path, Path | None]:
+    """The run's settings, its folder, and the checkpoint it resumes from (None: a new run)."""
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
     if args.resume:
+        from cnnlab.cli.config import compare_with_checkpoint, read_config
+        from cnnlab.train.checkpoint import read_metadata
+
         out = Path(args.resume)
         config = out / "config.json"
         if not config.is_file():
             raise CLIError(f"--resume {out}: no config.json there (not a cnnlab train folder)")
-        try:
-            settings = json.loads(config.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CLIError(f"{config}: unreadable ({e})") from None
-        if not (out / "last.npz").is_file():
-            raise CLIError(f"--resume {out}: no last.npz checkpoint to continue from")
+        settings = read_config(config)
+        checkpoint = _resume_checkpoint(out)
         changed = [k for k, v in given.items() if k != "epochs" and v is not False]
         if changed:  # silently training with other settings than the user typed would mislead
             flags = ", ".join("--" + ("from" if k == "from_checkpoint" else k.replace("_", "-"))
                               for k in changed)
             raise CLIError(f"--resume {out} continues the run with the settings in its "
                            f"config.json; only --epochs may change (received {flags})")
+        meta = read_metadata(checkpoint)
+        compare_with_checkpoint(settings, meta.get("extra", {}).get("settings"), config,
+                                checkpoint)
         if "epochs" in given:  # the one setting a resumed run may change: train longer
-            from cnnlab.train.checkpoint import load_checkpoint
-
-            done = load_checkpoint(out / "last.npz")["meta"]["epoch"]
+            done = meta["epoch"]
             if given["epochs"] < done:
                 raise CLIError(f"--resume {out} --epochs {given['epochs']}: the run has "
                                f"already done {done} epochs; ask for at least that many")
             settings["epochs"] = given["epochs"]
-        return settings, out, True
+        return settings, out, checkpoint
     settings = {**DEFAULTS, **given}
     if settings["optimizer"] not in _DEFAULT_LR:
         raise CLIError(f"unknown optimizer {settings['optimizer']!r}; valid optimizers: "
@@ -92,7 +91,17 @@ def _settings(args) -> tuple[dict, Path, bool]:
     if (out / "last.npz").exists():
         raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} to "
                        "continue it or choose another --out")
-    return settings, out, False
+    return settings, out, None
+
+
+def _resume_checkpoint(out: Path) -> Path:
+    """last.npz, or best.npz when a crash (or a user) left only that one."""
+    if (out / "last.npz").is_file():
+        return out / "last.npz"
+    if (out / "best.npz").is_file():
+        print(f"{out}: no last.npz; resuming from best.npz", file=sys.stderr)
+        return out / "best.npz"
+    raise CLIError(f"--resume {out}: no last.npz (or best.npz) checkpoint to continue from")
 
 
 def _optimizer(name: str, params, lr: float):
@@ -163,10 +172,28 @@ def test_metrics(model, dataset) -> dict:
 
 
 def run_training(args) -> int:
+    from cnnlab.train.checkpoint import remove_stale_temporaries
+    from cnnlab.train.lock import RunLock
+
+    settings, out, resume_from = _settings(args)
+    with RunLock(out) as lock:  # one writer per folder; a second run is refused (exit 2)
+        if resume_from is None and (out / "last.npz").exists():  # another run got here first
+            raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} "
+                           "to continue it or choose another --out")
+        removed = remove_stale_temporaries(out)  # left by a killed write; we own the folder
+        if lock.stale is not None and not args.quiet:
+            print(f"{out}: process {lock.stale} ended without releasing the folder's lock "
+                  "(killed?); taking it over")
+        if removed and not args.quiet:
+            print(f"{out}: removed {len(removed)} temporary file(s) left by an interrupted write")
+        return _train(args, settings, out, resume_from)
+
+
+def _train(args, settings: dict, out: Path, resume_from: Path | None) -> int:
     from cnnlab import train as tr
     from cnnlab.data import train_dev_split
 
-    settings, out, resuming = _settings(args)
+    resuming = resume_from is not None
     verbose = not args.quiet
     s = settings
     full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"])
@@ -186,7 +213,7 @@ def run_training(args) -> int:
     if s["from_checkpoint"]:
         # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is
         # already the new one), so it does not need the source checkpoint any more
-        model, info = model_from_checkpoint(out / "last.npz" if resuming else s["from_checkpoint"])
+        model, info = model_from_checkpoint(resume_from or s["from_checkpoint"])
         if info["name"] != s["model"] and args.model is not None and not resuming:
             raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
                            f"not {s['model']!r}")
@@ -237,10 +264,10 @@ def run_training(args) -> int:
             model, train_ds, val_ds, optimizer=optimizer, epochs=s["epochs"],
             batch_size=s["batch_size"], callbacks=callbacks, seed=s["seed"],
             transform=_augmentation(s["seed"]) if s["augment"] else None, l2=s["l2"],
-            resume=out if resuming else None, verbose=verbose,
+            resume=resume_from, verbose=verbose,
             extra={"model": description, "settings": s},
         )
-    except tr.NonFiniteLossError as e:
+    except tr.NonFiniteLossError as e:  # also NonFiniteStateError
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 1
     if history.interrupted:

@@ -9,7 +9,15 @@ from cnnlab.train.callbacks import (
     ModelCheckpoint,
 )
 from cnnlab.train.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
-from cnnlab.train.fit import History, NonFiniteLossError, Trainer, evaluate, fit, predict
+from cnnlab.train.fit import (
+    History,
+    NonFiniteLossError,
+    NonFiniteStateError,
+    Trainer,
+    evaluate,
+    fit,
+    predict,
+)
 
 __all__ = [
     "fit",
@@ -18,6 +26,7 @@ __all__ = [
     "History",
     "Trainer",
     "NonFiniteLossError",
+    "NonFiniteStateError",
     "Callback",
     "EarlyStopping",
     "ModelCheckpoint",

@@ -16,9 +16,12 @@ flushed to disk and renamed into place, so a crash mid-write leaves the previous
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,10 @@ __all__ = [
     "load_checkpoint",
     "restore",
     "atomic_write",
+    "WriteError",
+    "remove_stale_temporaries",
+    "read_metadata",
+    "MAX_ARRAY_BYTES",
     "generator_state",
     "set_generator_state",
 ]
@@ -41,28 +48,64 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, unsafe, or does not fit the model."""
 
 
+class WriteError(OSError):
+    """Writing a file failed (disk full, no permission, ...): a one-line message naming the
+    file; the previous file under that name is kept and the temporary file removed."""
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, rename into place.
 
-    A crash at any point leaves either the old file or the new one, never half of one.
+    A crash at any point leaves either the old file or the new one, never half of one. An
+    OSError (disk full, say) removes the temporary file and raises :class:`WriteError`, one
+    line naming the file; a killed process can leave the temporary file (``.NAME.XXXXXXXX.tmp``)
+    behind, which :func:`remove_stale_temporaries` cleans up.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
-        # mkstemp makes the file private (0600); give it the mode open() would have: 0666
-        # less the umask, or the same mode as the file it replaces
-        os.chmod(tmp, _mode_for(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file private (0600); give it the mode open() would have: 0666
+            # less the umask, or the same mode as the file it replaces
+            os.chmod(tmp, _mode_for(path))
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            reason = e.strerror or _reason(e)
+            raise WriteError(e.errno, f"{path}: cannot write ({reason}); the previous file, "
+                             "if any, is kept") from None
         raise
     return path
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names
+
+
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Remove the temporary files a killed :func:`atomic_write` left in ``directory``.
+
+    Only for a folder this process owns (a run folder under its lock): another writer's
+    temporary file would be removed too. Returns the files removed.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        if _TEMPORARY.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _mode_for(path: Path) -> int:
@@ -117,6 +160,9 @@ def save_checkpoint(path, model, optimizer=None, *, epoch: int = 0, step: int = 
         state = optimizer.state_dict()
         arrays.update({f"optim/{k}": np.asarray(v) for k, v in state["state"].items()})
         meta["optimizer"] = {"type": type(optimizer).__name__, "groups": state["groups"]}
+    for name, value in arrays.items():  # never write what load_checkpoint would refuse
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: not written: {name} holds NaN or infinite values")
     blob = json.dumps(meta).encode("utf-8")
     arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -127,65 +173,315 @@ _PICKLE_REFUSED = (
     "code when loaded; cnnlab checkpoints hold plain arrays only"
 )
 
+# Limits, checked on the declared sizes before anything is allocated or inflated.
+MAX_ARRAY_BYTES = 1 << 31  # one array: VGG-16's largest weight is 411 MB
+MAX_META_BYTES = 64 << 20  # the JSON metadata: a few KB, plus the history
+MAX_MEMBERS = 100_000
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint: ``{"model": {name: array}, "optim": {key: array}, "meta": dict}``.
+_FLOAT_KINDS = "f"  # weights, optimizer moments, best weights: real floating point only
 
-    Raises CheckpointError naming the file when it is missing, not a checkpoint, truncated,
-    or carries pickled objects (refused: nothing in the file is executed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+
+def _meta_schema():
+    from cnnlab.train import schema as S
+
+    numbers = S.List(S.Num(finite=False))  # a metric may be nan (no labels), a best inf
+    trainer = S.Dict({
+        "history": S.Map(numbers),
+        "batch_in_epoch": S.Int(low=0),
+        "partial": S.Map(S.Num(finite=False)),
+        "callbacks": S.List(S.Dict({"type": S.Str(), "state": S.Map(S.Json(depth=4))})),
+        "seed": S.Json(depth=2),
+    }, rest=S.Json(depth=8))
+    model = S.Dict({
+        "name": S.Str(),
+        "num_classes": S.Int(low=1),
+        "input_shape": S.List(S.Int(low=1), min_len=3, max_len=3),
+        "dropout": S.Num(low=0, high=1, nullable=True),
+        "dataset": S.Str(),
+        "data_dir": S.Str(nullable=True),
+        "classes": S.List(S.Str()),
+    }, optional=("dropout", "dataset", "data_dir", "classes"), rest=S.Json(depth=8))
+    return S.Dict({
+        "format": S.Str(choices=(FORMAT,)),
+        "version": S.Int(low=1, high=VERSION),
+        "epoch": S.Int(low=0),
+        "step": S.Int(low=0),
+        "model_rngs": S.Map(S.Json(depth=4)),
+        "rng_states": S.Map(S.Json(depth=4)),
+        "history": S.Map(numbers),
+        "extra": S.Dict({"trainer": trainer, "model": model, "settings": S.Json(depth=6)},
+                        optional=("trainer", "model", "settings"), rest=S.Json(depth=16)),
+        "architecture": S.Dict({
+            "repr": S.Str(max_len=1 << 20),
+            "parameters": S.Map(S.List(S.Int(low=0, high=1 << 31), max_len=8)),
+        }),
+        "optimizer": S.Dict({
+            "type": S.Str(),
+            "groups": S.List(S.Dict({"params": S.List(S.Int(low=0))}, rest=S.Json(depth=2))),
+        }),
+    }, optional=("model_rngs", "rng_states", "history", "extra", "architecture", "optimizer"))
+
+
+def _open_archive(path: Path):
+    """(zip archive, {key: ZipInfo}, the open file) of a checkpoint, after the cheap checks."""
+    from cnnlab._io import NotARegularFileError, open_regular
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        f, _ = open_regular(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except NotARegularFileError as e:
+        raise CheckpointError(str(e)) from None
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({e})") from None
-    # np.load treats anything that is neither .npz nor .npy as a pickle: look before loading.
-    if not head:
-        raise CheckpointError(f"{path}: not a readable checkpoint: the file is empty")
-    if head[:1] == b"\x80":  # the PROTO opcode that starts a pickle (protocol 2 and later)
-        raise CheckpointError(_PICKLE_REFUSED.format(path=path))
-    if head != b"PK\x03\x04":
-        raise CheckpointError(
-            f"{path}: not a cnnlab checkpoint: not an .npz (zip) archive "
-            f"(it begins with {head!r})"
-        )
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror})") from None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if "__meta__" not in names:
-                raise CheckpointError(
-                    f"{path}: not a cnnlab checkpoint (no __meta__ entry; found {names[:5]})"
-                )
-            data = {name: archive[name] for name in names}
-            odd = [name for name, value in data.items() if not isinstance(value, np.ndarray)]
-            if odd:
-                raise CheckpointError(
-                    f"{path}: not a cnnlab checkpoint (entries {odd[:5]} are not .npy arrays)"
-                )
+        head = f.read(4)
+        # np.load would take anything but .npz/.npy as a pickle: look before loading
+        if not head:
+            raise CheckpointError(f"{path}: not a readable checkpoint: the file is empty")
+        if head[:1] == b"\x80":  # the PROTO opcode that starts a pickle (protocol 2 and later)
+            raise CheckpointError(_PICKLE_REFUSED.format(path=path))
+        if head != b"PK\x03\x04":
+            raise CheckpointError(
+                f"{path}: not a cnnlab checkpoint: not an .npz (zip) archive "
+                f"(it begins with {head!r})"
+            )
+        f.seek(0)
+        archive = zipfile.ZipFile(f)
     except CheckpointError:
+        f.close()
         raise
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise CheckpointError(_PICKLE_REFUSED.format(path=path)) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint: corrupt or truncated ({e})"
-        ) from None
+    except _ZIP_ERRORS as e:
+        f.close()
+        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
+                              f"({_reason(e)})") from None
+    infos = archive.infolist()
+    members = {}
     try:
-        meta = json.loads(data.pop("__meta__").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt ({e})") from None
+        if len(infos) > MAX_MEMBERS:
+            raise CheckpointError(f"{path}: {len(infos)} members; a checkpoint has at most "
+                                  f"{MAX_MEMBERS}")
+        names = [info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                 for info in infos]
+        odd = [info.filename for info in infos if not info.filename.endswith(".npy")]
+        if odd:
+            raise CheckpointError(f"{path}: not a cnnlab checkpoint (entries {odd[:5]} are not "
+                                  ".npy arrays)")
+        if "__meta__" not in names:
+            raise CheckpointError(f"{path}: not a cnnlab checkpoint (no __meta__ entry; found "
+                                  f"{names[:5]})")
+        for key, info in zip(names, infos):
+            if not info.filename.endswith(".npy") or not (
+                    key == "__meta__" or key.split("/", 1)[0] in _SECTIONS):
+                raise CheckpointError(
+                    f"{path}: not a cnnlab checkpoint: unexpected member {info.filename!r} "
+                    "(members are __meta__.npy, model/*.npy, optim/*.npy, extra/*.npy)")
+            if key in members:
+                raise CheckpointError(f"{path}: member {info.filename!r} appears twice")
+            members[key] = info
+    except BaseException:
+        archive.close()
+        f.close()
+        raise
+    return archive, members, f
+
+
+_SECTIONS = ("model", "optim", "extra")
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+               NotImplementedError, RuntimeError, zlib.error, KeyError, OverflowError)
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return text or type(e).__name__
+
+
+def _read_member(archive, info, path, key, *, kinds, shape=None, max_bytes=MAX_ARRAY_BYTES):
+    """One .npy member, read only after its header (dtype, shape, size) has been checked:
+    ``kinds`` the allowed dtype kinds, ``shape`` the required shape (None: any), the declared
+    size at most ``max_bytes`` and equal to what the zip entry holds (so the inflater is never
+    asked for more than was declared)."""
+    fmt = np.lib.format
+    where = f"{path}: member {key!r}"
+    with archive.open(info) as f:
+        try:
+            version = fmt.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy format version {version}")
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else (
+                fmt.read_array_header_2_0)
+            shape_read, fortran, dtype = read_header(f, max_header_size=10_000)
+        except ValueError as e:
+            if "pickle" in str(e) or "object" in str(e).lower():
+                raise CheckpointError(_PICKLE_REFUSED.format(path=path)) from None
+            raise CheckpointError(f"{where}: not a .npy array ({_reason(e)})") from None
+        if dtype.hasobject:
+            raise CheckpointError(_PICKLE_REFUSED.format(path=path))
+        if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+            raise CheckpointError(f"{where}: dtype {dtype} is not allowed here (expected "
+                                  f"{_KIND_WORDS[kinds]})")
+        shape_read = tuple(int(v) for v in shape_read)
+        if shape is not None and shape_read != tuple(shape):
+            raise CheckpointError(f"{where}: shape {shape_read} does not match the model's "
+                                  f"{tuple(shape)}")
+        nbytes = math.prod(shape_read) * dtype.itemsize  # Python ints: no overflow
+        if nbytes > max_bytes:
+            raise CheckpointError(f"{where}: declares {nbytes} bytes (shape {shape_read}); the "
+                                  f"limit is {max_bytes}")
+        offset = f.tell()
+        if info.file_size != offset + nbytes:
+            raise CheckpointError(f"{where}: the zip entry holds {info.file_size} bytes but the "
+                                  f"array header declares {offset + nbytes}")
+        array = np.empty(shape_read, dtype=dtype, order="F" if fortran else "C")
+        view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+        done = 0
+        while done < nbytes:
+            got = f.readinto(view[done:])
+            if not got:
+                raise CheckpointError(f"{where}: truncated ({done} of {nbytes} bytes)")
+            done += got
+        f.read(1)  # reach the end, which makes zipfile check the CRC
+    return array
+
+
+_KIND_WORDS = {_FLOAT_KINDS: "a float array", "u": "uint8 bytes", "iu": "an integer",
+               "fiub": "a numeric array"}
+
+
+def _check_finite(array, where) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise CheckpointError(
+            f"{where} holds {bad} NaN or infinite value(s) of {array.size}; refused (a run that "
+            "diverged; train again with a lower learning rate, or resume from an earlier file)")
+
+
+def _read_meta(archive, members, path) -> dict:
+    from cnnlab.train import schema as S
+
+    raw = _read_member(archive, members["__meta__"], path, "__meta__", kinds="u",
+                       max_bytes=MAX_META_BYTES)
+    if raw.ndim != 1 or raw.dtype != np.uint8:
+        raise CheckpointError(f"{path}: member '__meta__' must be 1-D uint8 bytes; received "
+                              f"shape {raw.shape}, dtype {raw.dtype}")
+    try:
+        meta = S.loads(raw.tobytes(), allow_nan=True)
+    except S.SchemaError as e:
+        raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {found!r})")
-    model = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
-    optim = {k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")}
-    extra = {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}
-    return {"model": model, "optim": optim, "extra": extra, "meta": meta, "path": str(path)}
+    try:
+        return S.check(meta, _meta_schema())
+    except S.SchemaError as e:
+        raise CheckpointError(f"{path}: metadata: {e}") from None
+
+
+def read_metadata(path) -> dict:
+    """The checked metadata of a checkpoint, reading nothing else of the file."""
+    path = Path(path)
+    archive, members, f = _open_archive(path)
+    try:
+        return _read_meta(archive, members, path)
+    except CheckpointError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
+                              f"({_reason(e)})") from None
+    finally:
+        archive.close()
+        f.close()
+
+
+def _state_kinds(optimizer_type: str) -> dict:
+    """name -> "array"/"count" of the per-parameter state of a cnnlab optimizer type."""
+    from cnnlab import optim
+
+    cls = getattr(optim, optimizer_type, None)
+    return dict(getattr(cls, "state_spec", {}) or {})
+
+
+def load_checkpoint(path, model=None) -> dict:
+    """Read a checkpoint: ``{"model": {name: array}, "optim": {key: array}, "extra": {...},
+    "meta": dict, "path": str}``.
+
+    Nothing is trusted before it is checked: the metadata against its schema (types, ranges,
+    nesting); every member's name, dtype, shape and size from its .npy header before its data
+    is read or inflated — weights must have the shapes of ``model``'s state dict (when given)
+    or else the ones the metadata declares, one array is at most ``MAX_ARRAY_BYTES``; then
+    every float array must be finite (a non-finite checkpoint is refused: cnnlab never writes
+    one, and NaN weights would make every prediction NaN). Raises CheckpointError naming the
+    file and what is wrong; a file carrying pickled objects is refused before anything in it
+    runs.
+    """
+    path = Path(path)
+    archive, members, f = _open_archive(path)
+    try:
+        meta = _read_meta(archive, members, path)
+        declared = meta.get("architecture", {}).get("parameters")
+        if model is not None:
+            expected = {k: tuple(np.shape(v)) for k, v in model.state_dict().items()}
+        elif declared is not None:
+            expected = {k: tuple(v) for k, v in declared.items()}
+        else:  # a file without the architecture: any weights, each within the size limit
+            expected = None
+        shapes = None if expected is None else set(expected.values())
+        kinds = _state_kinds(meta["optimizer"]["type"]) if "optimizer" in meta else {}
+        out = {"model": {}, "optim": {}, "extra": {}}
+        for key, info in members.items():
+            if key == "__meta__":
+                continue
+            section, name = key.split("/", 1)
+            if section == "model":
+                if expected is not None and name not in expected:
+                    raise CheckpointError(f"{path}: member {key!r} is not a weight of the model "
+                                          f"(it has {len(expected)}: {_first(expected)})")
+                array = _read_member(archive, info, path, key, kinds=_FLOAT_KINDS,
+                                     shape=None if expected is None else expected[name])
+            elif section == "optim":
+                array = _read_optim(archive, info, path, key, name, kinds, shapes)
+            else:  # save_checkpoint(extra_arrays=...): any numeric array within the limit
+                array = _read_member(archive, info, path, key, kinds="fiub")
+            _check_finite(array, f"{path}: member {key!r}")
+            out[section][name] = array
+        missing = [k for k in expected or () if k not in out["model"]]
+        if missing:
+            raise CheckpointError(f"{path}: does not match the model: weights {missing[:5]} "
+                                  "are missing")
+    except CheckpointError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
+                              f"({_reason(e)})") from None
+    finally:
+        archive.close()
+        f.close()
+    return {**out, "meta": meta, "path": str(path)}
+
+
+def _first(names) -> str:
+    names = list(names)
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _read_optim(archive, info, path, key, name, kinds, shapes):
+    """An optimizer state member ``<position>.<name>``: a float array shaped like a weight,
+    or a non-negative integer step count."""
+    position, _, state = name.partition(".")
+    if not position.isdigit() or state not in kinds:
+        raise CheckpointError(f"{path}: member {key!r} is not optimizer state (expected "
+                              f"optim/<position>.<name> with name in {sorted(kinds)})")
+    if kinds[state] == "count":
+        array = _read_member(archive, info, path, key, kinds="iu", shape=(), max_bytes=8)
+        if int(array) < 0:
+            raise CheckpointError(f"{path}: member {key!r} is a step count and must be >= 0; "
+                                  f"received {int(array)}")
+        return array
+    array = _read_member(archive, info, path, key, kinds=_FLOAT_KINDS)
+    if shapes is not None and array.shape not in shapes:
+        raise CheckpointError(f"{path}: member {key!r} has shape {array.shape}, which no "
+                              "weight of the model has")
+    return array
 
 
 def restore(checkpoint: dict, model, optimizer=None) -> dict:
@@ -212,12 +508,16 @@ def restore(checkpoint: dict, model, optimizer=None) -> dict:
     rngs = dict(model.named_rngs())
     for name, state in meta.get("model_rngs", {}).items():
         if name in rngs:
-            set_generator_state(rngs[name], state)
+            try:
+                set_generator_state(rngs[name], state)
+            except (KeyError, ValueError, TypeError, OverflowError) as e:
+                raise CheckpointError(f"{path}: metadata: field 'model_rngs.{name}' is not a "
+                                      f"generator state ({_reason(e)})") from None
     if optimizer is not None:
         saved = meta["optimizer"]
         try:
             optimizer.load_state_dict({"groups": saved["groups"], "state": checkpoint["optim"]})
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError) as e:
             msg = e.args[0] if e.args else str(e)
             raise CheckpointError(f"{path}: optimizer state does not fit: {msg}") from None
     return meta

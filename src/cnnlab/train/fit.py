@@ -34,11 +34,18 @@ from cnnlab.train.checkpoint import (
 )
 from cnnlab.train.progress import Progress
 
-__all__ = ["fit", "evaluate", "predict", "History", "Trainer", "NonFiniteLossError"]
+__all__ = ["fit", "evaluate", "predict", "History", "Trainer", "NonFiniteLossError",
+           "NonFiniteStateError"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped before the update."""
+
+
+class NonFiniteStateError(NonFiniteLossError):
+    """A gradient, a weight or the optimizer's state became NaN or infinite (an overflow: with
+    a learning rate far too high, Adam's second moments reach inf while the loss still looks
+    finite); training stopped, and no checkpoint is written from that state."""
 
 
 class History:
@@ -169,7 +176,7 @@ class Trainer:
         path = Path(path)
         if path.is_dir():
             path = path / "last.npz"
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, model=self.model)
         meta = restore(ckpt, self.model, self.optimizer)
         state = meta.get("extra", {}).get("trainer")
         if state is None:
@@ -189,10 +196,14 @@ class Trainer:
             if not queue:
                 continue
             i, s = queue.pop(0)
-            cb.load_state(s)
             prefix = f"callbacks/{i}/"
-            cb.load_arrays({k[len(prefix):]: v for k, v in ckpt["extra"].items()
-                            if k.startswith(prefix)})
+            try:
+                cb.load_state(s)
+                cb.load_arrays({k[len(prefix):]: v for k, v in ckpt["extra"].items()
+                                if k.startswith(prefix)})
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{path}: metadata: the state of callback {i} "
+                                      f"({type(cb).__name__}) does not fit it ({e!r})") from None
 
     # ---------------------------------------------------------------- one batch
     def _side_state(self) -> tuple:
@@ -236,13 +247,43 @@ class Trainer:
                 from cnnlab.optim import clip_grad_norm
 
                 clip_grad_norm(self.model.parameters(), self.clip_norm)
+            self._check_finite("gradient", ((n, p.grad) for n, p in self._named_params()),
+                               "before this update")
         except BaseException:
             self._roll_back(side)
             raise
         self._updating = True  # until _epoch has counted this batch
-        self.optimizer.step()
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below
+            self.optimizer.step()
         self.step += 1
+        self._check_finite("weight", ((n, p.data) for n, p in self._named_params()),
+                           "in this update")
+        self._check_finite("optimizer state", self._optimizer_state(), "in this update")
         return value, logits.data
+
+    # ---------------------------------------------------------------- the numerical guard
+    def _named_params(self):
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def _optimizer_state(self):
+        """(name, array) for every array of the optimizer's per-parameter state."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p, entries in getattr(self.optimizer, "state", {}).items():
+            for key, value in entries.items():
+                if isinstance(value, np.ndarray):
+                    yield f"{key} of {names.get(id(p), '?')}", value
+
+    def _check_finite(self, what: str, arrays, when: str) -> None:
+        """Stop (NonFiniteStateError) at the first array holding NaN or inf: checkpoints are
+        written only from finite state, so the last one on disk stays good."""
+        for name, array in arrays:
+            if array is not None and not np.isfinite(array).all():
+                raise NonFiniteStateError(
+                    f"fit: the {what} {name} became NaN or infinite {when}, at epoch "
+                    f"{self.epoch + 1}, step {self.batch_in_epoch + 1} (global step "
+                    f"{self.step + (when == 'before this update')}); training stopped, the "
+                    "last checkpoint is intact. Try a lower learning rate."
+                )
 
     # ---------------------------------------------------------------- the loop
     def run(self, train: DataLoader, val=None, epochs: int = 1) -> History:
