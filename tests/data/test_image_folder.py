@@ -57,8 +57,11 @@ def test_resize_grayscale_and_jpeg(tmp_path, Image):
     ds = image_folder(tmp_path, size=(8, 9), grayscale=True)
     assert ds.x.shape == (2, 8, 9, 1)
     assert np.allclose(ds.x[0], 200 / 255) and np.allclose(ds.x[1], 50 / 255, atol=3 / 255)
-    ds = image_folder(tmp_path)  # size None: the first image's size
-    assert ds.x.shape == (2, 40, 30, 3)
+    # size None: no resizing, and never the first image's size (issue 19): sizes must agree
+    with pytest.raises(DataError, match=re.escape(
+            f"{tmp_path / 'b' / 'x.jpg'}: the image is 10x12 but {tmp_path / 'a' / 'big.png'} "
+            "is 40x30; with size=None the images must all have one size")):
+        image_folder(tmp_path)
 
 
 def test_strict_and_errors(tmp_path, Image):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -172,24 +173,36 @@ def test_metrics(model, dataset) -> dict:
 
 
 def run_training(args) -> int:
+    settings, out, resume_from = _settings(args)
+    with contextlib.ExitStack() as cleanup:  # releases the folder's lock, however it ends
+        return _train(args, settings, out, resume_from, cleanup)
+
+
+def _take_folder(out: Path, resuming: bool, verbose: bool):
+    """Lock the run folder (one writer at a time; a second run is refused, exit 2), then
+    clean what a killed run left there. Taken once the data and the model are ready, so that
+    a run refused for a mistake leaves no folder behind."""
     from cnnlab.train.checkpoint import remove_stale_temporaries
     from cnnlab.train.lock import RunLock
 
-    settings, out, resume_from = _settings(args)
-    with RunLock(out) as lock:  # one writer per folder; a second run is refused (exit 2)
-        if resume_from is None and (out / "last.npz").exists():  # another run got here first
+    lock = RunLock(out).acquire()
+    try:
+        if not resuming and (out / "last.npz").exists():  # another run got here first
             raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} "
                            "to continue it or choose another --out")
         removed = remove_stale_temporaries(out)  # left by a killed write; we own the folder
-        if lock.stale is not None and not args.quiet:
-            print(f"{out}: process {lock.stale} ended without releasing the folder's lock "
-                  "(killed?); taking it over")
-        if removed and not args.quiet:
-            print(f"{out}: removed {len(removed)} temporary file(s) left by an interrupted write")
-        return _train(args, settings, out, resume_from)
+    except BaseException:
+        lock.release()
+        raise
+    if lock.stale is not None and verbose:
+        print(f"{out}: process {lock.stale} ended without releasing the folder's lock "
+              "(killed?); taking it over")
+    if removed and verbose:
+        print(f"{out}: removed {len(removed)} temporary file(s) left by an interrupted write")
+    return lock
 
 
-def _train(args, settings: dict, out: Path, resume_from: Path | None) -> int:
+def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -> int:
     from cnnlab import train as tr
     from cnnlab.data import train_dev_split
 
@@ -251,7 +264,7 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None) -> int:
     description = {"name": s["model"], "num_classes": num_classes, "input_shape": input_shape,
                    "dropout": s["dropout"], "dataset": s["dataset"], "data_dir": s["data_dir"],
                    "classes": [str(c) for c in classes][:num_classes]}
-    out.mkdir(parents=True, exist_ok=True)
+    cleanup.callback(_take_folder(out, resuming, verbose).release)
     if not resuming:
         write_json(out / "config.json", s)
     if verbose:

@@ -12,7 +12,7 @@ Images are channels-last (N, H, W, C) float32 in [0, 1]; labels int64. Files tha
 missing, corrupt or truncated raise DataError (a ValueError) naming the file.
 """
 
-from cnnlab.data.dataset import ArrayDataset, Dataset, Subset
+from cnnlab.data.dataset import ArrayDataset, ArrayView, Dataset, Subset
 from cnnlab.data.datasets import cifar10, fashion_mnist, load_idx_pair, mnist
 from cnnlab.data.errors import DataError, DataFileNotFoundError
 from cnnlab.data.fetch import cache_dir, download
@@ -33,6 +33,7 @@ from cnnlab.data.transforms import (
 
 __all__ = [
     "ArrayDataset",
+    "ArrayView",
     "Compose",
     "DataError",
     "DataFileNotFoundError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ArrayDataset", "Dataset", "Subset"]
+__all__ = ["ArrayDataset", "ArrayView", "Dataset", "Subset"]
 
 
 class Dataset:
@@ -104,6 +104,55 @@ class ArrayDataset(Dataset):
         return (
             f"ArrayDataset(x={self.x.shape} {self.x.dtype}, y={self.y.shape} {self.y.dtype}{extra})"
         )
+
+
+class ArrayView(ArrayDataset):
+    """The items of an ArrayDataset at ``indices``, without copying its images: an
+    ArrayDataset (``y``, ``classes``, ``batch``) whose batches are gathered from the parent's
+    ``x``, so that splitting a dataset keeps it in memory once. ``view.x`` gathers a copy of
+    all its images when it is asked for (use ``batch`` for a part).
+
+    >>> import numpy as np
+    >>> base = ArrayDataset(np.arange(10.0)[:, None], np.arange(10) % 2)
+    >>> view = ArrayView(base, [1, 4])
+    >>> len(view), view.batch([1])[0].tolist(), view.y.tolist()
+    (2, [[4.0]], [1, 0])
+    """
+
+    def __init__(self, base: ArrayDataset, indices):
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.intp)  # (n,) positions in base
+        n = len(base.x)
+        if self.indices.ndim != 1 or (
+            len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n)
+        ):
+            raise IndexError(
+                f"ArrayView: indices must be a 1-D array of positions in [0, {n}); received "
+                f"{self.indices.shape} indices"
+            )
+        self.y = base.y[self.indices]  # (n, ...): labels are small, kept as an array
+        self.classes = base.classes
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.base.x[self.indices]  # (n, ...) a gathered copy
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        _check_index("ArrayView", i, len(self))
+        return self.base.x[self.indices[i]], self.y[i]
+
+    def batch(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, dtype=np.intp)
+        return self.base.x[self.indices[indices]], self.y[indices]  # (B, ...), (B, ...)
+
+    def __repr__(self) -> str:
+        shape = (len(self), *self.base.x.shape[1:])
+        extra = f", classes={len(self.classes)}" if self.classes is not None else ""
+        return (f"ArrayView(x={shape} {self.base.x.dtype} of {len(self.base)}, "
+                f"y={self.y.shape} {self.y.dtype}{extra})")
 
 
 class Subset(Dataset):

@@ -14,7 +14,12 @@ import numpy as np
 from cnnlab.data.dataset import ArrayDataset
 from cnnlab.data.errors import DataError, DataFileNotFoundError
 
-__all__ = ["image_folder", "load_image"]
+__all__ = ["MAX_PIXELS", "image_folder", "load_image"]
+
+# The largest image read, in pixels (H * W), checked from the file's header before anything is
+# decoded: 2**25 is 33.5 megapixels (8192 x 4096), past any camera photo worth training on, and a
+# decoded RGB float32 copy of it is 400 MB. Pass ``max_pixels`` for a larger one.
+MAX_PIXELS = 1 << 25
 
 
 def _pil():
@@ -37,28 +42,52 @@ def _size_pair(size):
     return int(h), int(w)
 
 
-def load_image(path, size=None, grayscale: bool = False) -> np.ndarray:
+def load_image(path, size=None, grayscale: bool = False,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one PNG/JPEG (any format Pillow reads) as float32 (H, W, C) in [0, 1].
 
-    size       (H, W) (or one number for a square) to resize to, bilinear; None keeps it
-    grayscale  one channel (Pillow's "L" conversion) instead of RGB (alpha is dropped)
+    size        (H, W) (or one number for a square) to resize to, bilinear; None keeps it
+    grayscale   one channel (Pillow's "L" conversion) instead of RGB (alpha is dropped)
+    max_pixels  the largest H * W accepted, read from the file's header before decoding
+                (default MAX_PIXELS, 33.5 megapixels)
 
-    Raises DataError naming the file when it is missing or not a readable image.
+    Only regular files are read (a FIFO or a device is an error, never a hang). Raises
+    DataError naming the file when it is missing, not a regular file, too large, or not a
+    readable image.
 
     Shape: (H, W, 1) if grayscale else (H, W, 3).
     """
+    from cnnlab._io import NotARegularFileError, open_regular
+
     image_mod = _pil()
     size = _size_pair(size)
     path = os.fspath(path)
     try:
-        with image_mod.open(path) as im:
-            im = im.convert("L" if grayscale else "RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), image_mod.BILINEAR)  # PIL takes (W, H)
-            arr = np.asarray(im, dtype=np.uint8)
+        f, _ = open_regular(path)
     except FileNotFoundError:
         raise DataFileNotFoundError(f"{path}: no such file") from None
-    except (OSError, ValueError, SyntaxError, image_mod.DecompressionBombError) as exc:
+    except NotARegularFileError as exc:
+        raise DataError(f"{exc}; an image must be one") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        with f, warnings.catch_warnings():
+            # Pillow's own warning comes at 89 megapixels; ours (below) is an error, and sooner
+            warnings.simplefilter("ignore", image_mod.DecompressionBombWarning)
+            with image_mod.open(f) as im:
+                w, h = im.size  # from the header: nothing decoded yet
+                if w * h > max_pixels:
+                    raise DataError(
+                        f"{path}: the image is {h}x{w} = {w * h} pixels; the limit is "
+                        f"{max_pixels} (pass max_pixels= to read larger images)"
+                    )
+                im = im.convert("L" if grayscale else "RGB")
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((size[1], size[0]), image_mod.BILINEAR)  # PIL takes (W, H)
+                arr = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, image_mod.DecompressionBombError) as exc:
         reason = (
             str(exc).replace(f"'{path}'", "").replace(path, "").strip(" :") or type(exc).__name__
         )
@@ -68,13 +97,17 @@ def load_image(path, size=None, grayscale: bool = False) -> np.ndarray:
     return arr.astype(np.float32) / np.float32(255)
 
 
-def image_folder(path, size=None, grayscale: bool = False, strict: bool = False) -> ArrayDataset:
+def image_folder(path, size=None, grayscale: bool = False, strict: bool = False,
+                 max_pixels: int = MAX_PIXELS) -> ArrayDataset:
     """A labelled dataset from a folder with one subfolder of images per class.
 
     ``path/cat/1.png, path/dog/a.jpg, ...``: the sorted subfolder names are the classes
     (labels 0..K-1, ``ds.classes``), the files in each are read in sorted order (names
-    starting with '.' are skipped). Every image is resized to ``size`` (H, W), or to the
-    first image's size when None, and converted to RGB (or grayscale).
+    starting with '.' are skipped). Every image is resized to ``size`` (H, W), a size fixed in
+    advance (the model's input size, say); with ``size=None`` nothing is resized and every
+    image must have the same size (a DataError names the first that differs) — the size is
+    never taken from whichever image comes first. Images are converted to RGB (or grayscale);
+    each is checked against ``max_pixels`` before it is decoded (see :func:`load_image`).
 
     A file Pillow cannot read is skipped with a warning that names it (``strict=True``: a
     DataError instead). ``ds.files`` lists the file of each item, ``ds.skipped`` the
@@ -101,14 +134,19 @@ def image_folder(path, size=None, grayscale: bool = False, strict: bool = False)
             if file.name.startswith(".") or not file.is_file():
                 continue
             try:
-                img = load_image(file, size, grayscale)
+                img = load_image(file, size, grayscale, max_pixels)
             except DataError as exc:
                 if strict:
                     raise
                 skipped.append((str(file), str(exc)))
                 continue
-            if size is None:
-                size = img.shape[:2]
+            if images and img.shape != images[0].shape:
+                h, w = images[0].shape[:2]
+                raise DataError(
+                    f"{file}: the image is {img.shape[0]}x{img.shape[1]} but {files[0]} is "
+                    f"{h}x{w}; with size=None the images must all have one size (pass size="
+                    "(H, W) to resize them all to it)"
+                )
             images.append(img)
             labels.append(label)
             files.append(str(file))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.data._random import as_generator
-from cnnlab.data.dataset import ArrayDataset, Subset, _batch_of
+from cnnlab.data.dataset import ArrayDataset, ArrayView, Subset, _batch_of
 
 __all__ = ["split_indices", "train_dev_split", "train_dev_test_split"]
 
@@ -91,8 +91,10 @@ def _labels_of(data) -> np.ndarray:
 def _take(data, idx: np.ndarray):
     if isinstance(data, tuple):
         return tuple(np.asarray(a)[idx] for a in data)
-    if isinstance(data, ArrayDataset):
-        return ArrayDataset(data.x[idx], data.y[idx], classes=data.classes)
+    if isinstance(data, ArrayView):  # a view of a view: one view of the base
+        return ArrayView(data.base, data.indices[idx])
+    if isinstance(data, ArrayDataset):  # a view: the images stay in memory once
+        return ArrayView(data, idx)
     return Subset(data, idx)
 
 
@@ -120,7 +122,8 @@ def _split(op, data, fractions, seed, stratify):
 def train_dev_split(data, dev_fraction, seed=None, stratify: bool = False):
     """Split into (train, dev): dev gets ``dev_fraction`` of the items, train the rest.
 
-    data          an ArrayDataset (parts are ArrayDatasets, classes kept), a pair of arrays
+    data          an ArrayDataset (parts are ArrayViews: ArrayDatasets over the same images,
+                  nothing copied; classes kept), a pair of arrays
                   (x, y) (parts are pairs), or any Dataset (parts are Subsets)
     dev_fraction  a fraction in [0, 1), or a count of items
     seed          int or Generator: the same seed gives the same split
