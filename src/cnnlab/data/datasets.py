@@ -93,7 +93,9 @@ def _find(folder: Path, name: str, op: str, hint: str) -> Path:
 
 
 def _to_float_images(images: np.ndarray) -> np.ndarray:
-    return images[..., None].astype(np.float32) / np.float32(255)  # (N, H, W, 1) in [0, 1]
+    x = images[..., None].astype(np.float32)  # (N, H, W, 1)
+    x /= np.float32(255)  # in place: one float copy of the images in memory, not two
+    return x
 
 
 @dataclass(frozen=True)
@@ -224,5 +226,6 @@ def cifar10(split, root=None) -> ArrayDataset:
     parts = [_read_cifar_batch(folder / n) for n in names]
     images = np.concatenate([p[0] for p in parts])  # (N, 32, 32, 3) uint8
     labels = np.concatenate([p[1] for p in parts])
-    x = images.astype(np.float32) / np.float32(255)
+    x = images.astype(np.float32)
+    x /= np.float32(255)  # in place: one float copy in memory, not two
     return ArrayDataset(x, labels, classes=CIFAR10_CLASSES)

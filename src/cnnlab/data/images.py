@@ -17,9 +17,10 @@ from cnnlab.data.errors import DataError, DataFileNotFoundError
 __all__ = ["MAX_PIXELS", "image_folder", "load_image"]
 
 # The largest image read, in pixels (H * W), checked from the file's header before anything is
-# decoded: 2**25 is 33.5 megapixels (8192 x 4096), past any camera photo worth training on, and a
-# decoded RGB float32 copy of it is 400 MB. Pass ``max_pixels`` for a larger one.
-MAX_PIXELS = 1 << 25
+# decoded: 2**24 is 16.8 megapixels (4096 x 4096), more than a 12-megapixel camera photo, and a
+# decoded RGB float32 copy of it is 200 MB; a network's input is a few hundred pixels a side.
+# Pass ``max_pixels`` for a larger image.
+MAX_PIXELS = 1 << 24
 
 
 def _pil():
@@ -49,7 +50,7 @@ def load_image(path, size=None, grayscale: bool = False,
     size        (H, W) (or one number for a square) to resize to, bilinear; None keeps it
     grayscale   one channel (Pillow's "L" conversion) instead of RGB (alpha is dropped)
     max_pixels  the largest H * W accepted, read from the file's header before decoding
-                (default MAX_PIXELS, 33.5 megapixels)
+                (default MAX_PIXELS, 16.8 megapixels)
 
     Only regular files are read (a FIFO or a device is an error, never a hang). Raises
     DataError naming the file when it is missing, not a regular file, too large, or not a
