@@ -1,0 +1,55 @@
+"""Reliability of ``cnnlab train`` (issue 19): one writer per run folder, a killed run's
+leftovers cleaned on resume, and an overflowing optimizer stopped with one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from cnnlab.train import load_checkpoint
+from cnnlab.train.lock import RunLock
+from tests.cli.helpers import assert_ok, assert_user_error, run_cli
+
+
+def test_cli_refuses_a_busy_folder(run4, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run4[0], folder)
+    before = sorted(os.listdir(folder))
+    with RunLock(folder):
+        result = run_cli("train", "--resume", folder, "--epochs", "3", "--quiet", cwd=tmp_path)
+        assert_user_error(result, f"{folder} is in use by process {os.getpid()}")
+        result = run_cli("train", "--out", tmp_path / "new", "--epochs", "1", cwd=tmp_path)
+        assert result.returncode == 0 or "in use" not in result.stderr  # another folder: free
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_resume_after_a_kill_cleans_up(run4, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run4[0], folder)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / ".lock").write_text(f"{dead.pid}\n")  # as a SIGKILLed run leaves it
+    (folder / ".last.npz.k2j9xq1a.tmp").write_bytes(b"half a checkpoint")
+    result = run_cli("train", "--resume", folder, "--epochs", "3", cwd=tmp_path)
+    assert_ok(result)
+    assert f"process {dead.pid} ended without releasing the folder's lock" in result.stdout
+    assert "removed 1 temporary file(s) left by an interrupted write" in result.stdout
+    assert not (folder / ".last.npz.k2j9xq1a.tmp").exists()
+    with RunLock(folder) as lock:
+        assert lock.stale is None
+
+
+def test_cli_lr_1e6_with_adam_stops_with_one_line(data4, tmp_path):
+    result = run_cli("train", "--data-dir", data4, "--num-classes", "4", "--lr", "1e6",
+                     "--epochs", "4", "--batch-size", "16", "--out", "r", "--quiet",
+                     cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnlab: error: fit: the ")
+    assert "became NaN or infinite" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    for name in ("last.npz", "best.npz"):  # whatever was written is finite and loads
+        if (tmp_path / "r" / name).exists():
+            load_checkpoint(tmp_path / "r" / name)
