@@ -22,8 +22,8 @@ def test_adam_overflow_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         group["lr"] = 1e6
     with np.errstate(all="ignore"), pytest.raises(
             NonFiniteStateError, match=r"^fit: the optimizer state v of features\.0\.weight "
-            r"became NaN or infinite in this update, at epoch 1, step \d+ \(global step \d+\); training "
-            r"stopped, the last checkpoint is intact\. Try a lower learning rate\.$"):
+            r"became NaN or infinite in this update, at epoch 1, step \d+ \(global step \d+\); "
+            r"training stopped, the last checkpoint is intact\. Try a lower learning rate\.$"):
         fit(model, data, optimizer=opt, epochs=3, batch_size=16, verbose=False,
             callbacks=[ModelCheckpoint(tmp_path, monitor="loss")])
     # oracle: the state really did overflow (the guard did not fire on finite numbers)
