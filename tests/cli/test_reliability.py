@@ -3,14 +3,18 @@ leftovers cleaned on resume, and an overflowing optimizer stopped with one line.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 from cnnlab.train import load_checkpoint
 from cnnlab.train.lock import RunLock
-from tests.cli.helpers import assert_ok, assert_user_error, run_cli
+from tests.cli.helpers import assert_ok, assert_user_error, run_cli, show
+from tests.fuzz import mutate
 
 
 def test_cli_refuses_a_busy_folder(run4, tmp_path):
@@ -53,3 +57,32 @@ def test_cli_lr_1e6_with_adam_stops_with_one_line(data4, tmp_path):
     for name in ("last.npz", "best.npz"):  # whatever was written is finite and loads
         if (tmp_path / "r" / name).exists():
             load_checkpoint(tmp_path / "r" / name)
+
+
+def _cli_clean(result) -> None:
+    """Exit 0, or exit 2 with one line ``cnnlab: error: ...``; never a traceback."""
+    assert "Traceback" not in result.stdout + result.stderr, show(result)
+    if result.returncode != 0:
+        assert result.returncode == 2, show(result)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), show(result)
+
+
+def test_mutants_through_the_command_line(run4, tmp_path):
+    """A few mutated checkpoints through ``evaluate`` and ``predict``, mutated configs through
+    ``train --resume`` (tests/fuzz's mutator)."""
+    folder, _ = run4
+    good = (folder / "last.npz").read_bytes()
+    config = json.loads((folder / "config.json").read_text())
+    image = tmp_path / "x.png"
+    image.write_bytes(b"not an image")
+    for i in range(3):
+        rng = np.random.default_rng([19, 1000 + i])
+        ck = tmp_path / f"{i}.npz"
+        ck.write_bytes(mutate.mutate_npz(good, rng))
+        _cli_clean(run_cli("evaluate", "--checkpoint", ck, cwd=tmp_path))
+        _cli_clean(run_cli("predict", "--checkpoint", ck, image, cwd=tmp_path))
+        copy = tmp_path / f"run{i}"
+        shutil.copytree(folder, copy)
+        (copy / "config.json").write_bytes(mutate.mutate_json_text(config, rng))
+        _cli_clean(run_cli("train", "--resume", copy, "--epochs", "2", "--quiet", cwd=tmp_path))

@@ -138,3 +138,51 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise(tmp_path):
         for k in a.files:
             assert a[k].dtype == b[k].dtype
             assert np.array_equal(a[k], b[k]), f"{k} differs after kill and resume"
+
+
+def _run_to_the_end_with_kills(tmp: Path, name: str, delays) -> tuple[int, int]:
+    """Start the run, SIGKILL it after each delay (seconds after its start) while it runs,
+    resuming after every kill; then let it finish. Returns (kills, kills inside a write)."""
+    ck = tmp / name / "ck"
+    kills = in_write = 0
+    for delay in [*delays, None]:
+        resume = (ck / "last.npz").exists()
+        log = tmp / name / ("stderr-resume.txt" if resume else "stderr.txt")
+        proc = _start(tmp, name, resume=resume)
+        try:
+            if delay is None:
+                rc = proc.wait(timeout=TIMEOUT)
+                assert rc == 0, log.read_text(errors="replace")[-3000:]
+                break
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+            rc = proc.wait(timeout=TIMEOUT)
+            if rc == 0:  # it ended before the kill (or just as it came)
+                break
+            assert rc == -signal.SIGKILL, f"exit {rc}: {log.read_text(errors='replace')[-3000:]}"
+            kills += 1
+            in_write += any(p.name.endswith(".tmp") for p in ck.glob(".*"))
+        finally:
+            _stop(proc)
+        # after any kill: never a half-written checkpoint under its real name
+        if (ck / "last.npz").exists():
+            load_checkpoint(ck / "last.npz")
+    return kills, in_write
+
+
+def test_sigkill_at_random_moments_resume_every_time_is_bitwise(tmp_path):
+    """Killed at random moments (seeded), resumed after each kill: the final weights are those
+    of a run never interrupted, and no temporary file is left behind."""
+    ref = _start(tmp_path, "ref")
+    _finish(ref, tmp_path, "ref")
+    rng = np.random.default_rng(2026)
+    delays = rng.uniform(0.3, 2.5, size=4)  # from the start of each process (imports included)
+    kills, _ = _run_to_the_end_with_kills(tmp_path, "run", delays)
+    assert kills >= 1
+    assert not [p.name for p in (tmp_path / "run" / "ck").iterdir() if p.name.endswith(".tmp")]
+    with np.load(tmp_path / "ref" / "final.npz") as a, np.load(tmp_path / "run" / "final.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), f"{k} differs after {kills} kills and resumes"

@@ -16,6 +16,7 @@ from cnnlab import functional as F
 from cnnlab import optim
 from cnnlab.data.transforms import RandomShift
 from cnnlab.train import ModelCheckpoint, fit
+from cnnlab.train.checkpoint import remove_stale_temporaries
 from tests.train.helpers import bars, small_cnn
 
 # An epoch of N / BATCH = 25 steps takes roughly 0.5 s on one core.
@@ -37,6 +38,8 @@ def main(argv=None) -> None:
     model = small_cnn(seed=args.model_seed, dropout=0.5, size=SIZE, channels=CHANNELS)
     opt = optim.Adam(model.parameters(), lr=0.005)
 
+    if args.resume:  # what a killed checkpoint write left (this process owns the folder)
+        remove_stale_temporaries(args.dir)
     with open(args.steps, "a") as log:
 
         def loss(logits, target):

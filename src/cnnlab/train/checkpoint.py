@@ -20,6 +20,7 @@ import math
 import os
 import re
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -303,6 +304,7 @@ def _read_member(archive, info, path, key, *, kinds, shape=None, max_bytes=MAX_A
     asked for more than was declared)."""
     fmt = np.lib.format
     where = f"{path}: member {key!r}"
+    archive_size = os.fstat(archive.fp.fileno()).st_size
     with archive.open(info) as f:
         try:
             version = fmt.read_magic(f)
@@ -311,7 +313,8 @@ def _read_member(archive, info, path, key, *, kinds, shape=None, max_bytes=MAX_A
             read_header = fmt.read_array_header_1_0 if version == (1, 0) else (
                 fmt.read_array_header_2_0)
             shape_read, fortran, dtype = read_header(f, max_header_size=10_000)
-        except ValueError as e:
+        except (ValueError, SyntaxError, TypeError, EOFError, tokenize.TokenError) as e:
+            # (NumPy parses a header with Python's tokenizer and literal_eval)
             if "pickle" in str(e) or "object" in str(e).lower():
                 raise CheckpointError(_PICKLE_REFUSED.format(path=path)) from None
             raise CheckpointError(f"{where}: not a .npy array ({_reason(e)})") from None
@@ -332,6 +335,13 @@ def _read_member(archive, info, path, key, *, kinds, shape=None, max_bytes=MAX_A
         if info.file_size != offset + nbytes:
             raise CheckpointError(f"{where}: the zip entry holds {info.file_size} bytes but the "
                                   f"array header declares {offset + nbytes}")
+        # and the entry's size must be one the file can hold: stored bytes are in the file,
+        # deflate inflates at most 1032:1 (else a patched directory would have us allocate
+        # gigabytes for a small file before the data runs out)
+        limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else 1032)
+        if info.compress_size > archive_size or info.file_size > limit + 64:
+            raise CheckpointError(f"{where}: the zip entry declares {info.file_size} bytes, "
+                                  f"more than its {info.compress_size} stored bytes can hold")
         array = np.empty(shape_read, dtype=dtype, order="F" if fortran else "C")
         view = memoryview(array.reshape(-1, order="A").view(np.uint8))
         done = 0
