@@ -306,3 +306,14 @@ def test_restore_still_round_trips(tmp_path):
             assert ckpt[section][key].dtype == archive[name].dtype
     fresh = small_cnn(seed=5)
     restore(ckpt, fresh, optim.Adam(fresh.parameters(), lr=0.01))
+
+
+def test_a_model_description_that_cannot_be_built_names_the_file(tmp_path):
+    from cnnlab.cli.loaders import model_from_checkpoint
+
+    path, _, _ = _saved(tmp_path)
+    _with_meta(path, lambda m: m.__setitem__("extra", {"model": {
+        "name": "lenet5", "num_classes": 4, "input_shape": [1, 28, 1]}}))
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"{path}: the model it describes cannot be built: cannot build model 'lenet5'")):
+        model_from_checkpoint(path)

@@ -86,8 +86,11 @@ def model_from_checkpoint(path):
     info = read_metadata(path).get("extra", {}).get("model")
     if not info:
         raise CheckpointError(f"{path}: holds no model description (not written by cnnlab train)")
-    model = build_model(info["name"], num_classes=info["num_classes"],
-                        input_shape=tuple(info["input_shape"]), dropout=info.get("dropout"))
+    try:
+        model = build_model(info["name"], num_classes=info["num_classes"],
+                            input_shape=tuple(info["input_shape"]), dropout=info.get("dropout"))
+    except CLIError as e:  # the description in the file is wrong, not the command line
+        raise CheckpointError(f"{path}: the model it describes cannot be built: {e}") from None
     ckpt = load_checkpoint(path, model=model)
     try:
         model.load_state_dict(ckpt["model"])

@@ -8,9 +8,21 @@ A checkpoint is one NumPy ``.npz`` archive:
   optimizer's type and group settings, the RNG states of the model's generators (dropout) and of
   the training loop, the history so far, and a description of the model.
 
-It is loaded with ``np.load(..., allow_pickle=False)``: a file that carries a pickled object is
-refused before anything in it runs. It is written to a temporary file in the same folder,
-flushed to disk and renamed into place, so a crash mid-write leaves the previous file intact.
+Reading trusts nothing before it is checked (issue 19): only regular files; only the members
+above (any other name is refused, so nothing unexpected is inflated); each member's .npy header
+(dtype, shape, declared size) is checked — against the model's weights when the model is given,
+against the sizes the zip entry can hold, against ``MAX_ARRAY_BYTES`` — before its data is
+read, and its data is read straight into an array of that size (a zip bomb is never inflated);
+the metadata is checked against its schema (cnnlab.train.checkpoint_meta). A file that carries
+a pickled object is refused before anything in it runs.
+
+Non-finite values: a checkpoint holding NaN or inf in its weights or optimizer state is
+*refused* on load, not loaded with a warning — cnnlab never writes one (``save_checkpoint``
+refuses, and the training guard stops before an overflowed state reaches a checkpoint), so such
+a file is damaged or diverged, and its predictions would all be NaN.
+
+It is written to a temporary file in the same folder, flushed to disk and renamed into place
+(cnnlab.train.atomic), so a crash mid-write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -18,14 +30,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import tempfile
 import tokenize
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from cnnlab.train.atomic import WriteError, atomic_write, remove_stale_temporaries
 
 __all__ = [
     "CheckpointError",
@@ -47,75 +59,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, unsafe, or does not fit the model."""
-
-
-class WriteError(OSError):
-    """Writing a file failed (disk full, no permission, ...): a one-line message naming the
-    file; the previous file under that name is kept and the temporary file removed."""
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, rename into place.
-
-    A crash at any point leaves either the old file or the new one, never half of one. An
-    OSError (disk full, say) removes the temporary file and raises :class:`WriteError`, one
-    line naming the file; a killed process can leave the temporary file (``.NAME.XXXXXXXX.tmp``)
-    behind, which :func:`remove_stale_temporaries` cleans up.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file private (0600); give it the mode open() would have: 0666
-            # less the umask, or the same mode as the file it replaces
-            os.chmod(tmp, _mode_for(path))
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, WriteError):
-            reason = e.strerror or _reason(e)
-            raise WriteError(e.errno, f"{path}: cannot write ({reason}); the previous file, "
-                             "if any, is kept") from None
-        raise
-    return path
-
-
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names
-
-
-def remove_stale_temporaries(directory) -> list[Path]:
-    """Remove the temporary files a killed :func:`atomic_write` left in ``directory``.
-
-    Only for a folder this process owns (a run folder under its lock): another writer's
-    temporary file would be removed too. Returns the files removed.
-    """
-    removed = []
-    directory = Path(directory)
-    if not directory.is_dir():
-        return removed
-    for entry in directory.iterdir():
-        if _TEMPORARY.match(entry.name) and entry.is_file() and not entry.is_symlink():
-            try:
-                entry.unlink()
-                removed.append(entry)
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def _mode_for(path: Path) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def generator_state(rng: np.random.Generator) -> dict:
@@ -180,47 +123,6 @@ MAX_META_BYTES = 64 << 20  # the JSON metadata: a few KB, plus the history
 MAX_MEMBERS = 100_000
 
 _FLOAT_KINDS = "f"  # weights, optimizer moments, best weights: real floating point only
-
-
-def _meta_schema():
-    from cnnlab.train import schema as S
-
-    numbers = S.List(S.Num(finite=False))  # a metric may be nan (no labels), a best inf
-    trainer = S.Dict({
-        "history": S.Map(numbers),
-        "batch_in_epoch": S.Int(low=0),
-        "partial": S.Map(S.Num(finite=False)),
-        "callbacks": S.List(S.Dict({"type": S.Str(), "state": S.Map(S.Json(depth=4))})),
-        "seed": S.Json(depth=2),
-    }, rest=S.Json(depth=8))
-    model = S.Dict({
-        "name": S.Str(),
-        "num_classes": S.Int(low=1),
-        "input_shape": S.List(S.Int(low=1), min_len=3, max_len=3),
-        "dropout": S.Num(low=0, high=1, nullable=True),
-        "dataset": S.Str(),
-        "data_dir": S.Str(nullable=True),
-        "classes": S.List(S.Str()),
-    }, optional=("dropout", "dataset", "data_dir", "classes"), rest=S.Json(depth=8))
-    return S.Dict({
-        "format": S.Str(choices=(FORMAT,)),
-        "version": S.Int(low=1, high=VERSION),
-        "epoch": S.Int(low=0),
-        "step": S.Int(low=0),
-        "model_rngs": S.Map(S.Json(depth=4)),
-        "rng_states": S.Map(S.Json(depth=4)),
-        "history": S.Map(numbers),
-        "extra": S.Dict({"trainer": trainer, "model": model, "settings": S.Json(depth=6)},
-                        optional=("trainer", "model", "settings"), rest=S.Json(depth=16)),
-        "architecture": S.Dict({
-            "repr": S.Str(max_len=1 << 20),
-            "parameters": S.Map(S.List(S.Int(low=0, high=1 << 31), max_len=8)),
-        }),
-        "optimizer": S.Dict({
-            "type": S.Str(),
-            "groups": S.List(S.Dict({"params": S.List(S.Int(low=0))}, rest=S.Json(depth=2))),
-        }),
-    }, optional=("model_rngs", "rng_states", "history", "extra", "architecture", "optimizer"))
 
 
 def _open_archive(path: Path):
@@ -368,6 +270,7 @@ def _check_finite(array, where) -> None:
 
 def _read_meta(archive, members, path) -> dict:
     from cnnlab.train import schema as S
+    from cnnlab.train.checkpoint_meta import meta_schema
 
     raw = _read_member(archive, members["__meta__"], path, "__meta__", kinds="u",
                        max_bytes=MAX_META_BYTES)
@@ -382,7 +285,7 @@ def _read_meta(archive, members, path) -> dict:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{path}: not a cnnlab checkpoint (format {found!r})")
     try:
-        return S.check(meta, _meta_schema())
+        return S.check(meta, meta_schema(FORMAT, VERSION))
     except S.SchemaError as e:
         raise CheckpointError(f"{path}: metadata: {e}") from None
 
