@@ -176,3 +176,11 @@ def test_a_split_is_a_view_of_the_images(tmp_path):
     # a split of a split is still one view of the base
     inner, _ = train_dev_split(train, 0.5, seed=0)
     assert inner.base is full
+
+
+def test_a_cifar_batch_that_is_a_fifo_is_refused(tmp_path):
+    from cnnlab.data import cifar10
+
+    os.mkfifo(tmp_path / "test_batch.bin")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "test_batch.bin"))):
+        cifar10("test", root=tmp_path)

@@ -48,13 +48,24 @@ def _check_split(op: str, split) -> None:
 
 
 def _read_bytes(path) -> bytes:
-    """The bytes of a file (a Path, or a Traversable inside the package)."""
+    """The bytes of a file (a Path, or a Traversable inside the package); a path must be a
+    regular file (a FIFO or a device is an error, not a hang or an endless read)."""
+    from cnnlab._io import NotARegularFileError, open_regular
+
     try:
-        return path.read_bytes()
+        if not isinstance(path, (str, os.PathLike)):
+            return path.read_bytes()
+        f, _ = open_regular(path)
+        with f:
+            return f.read()
     except FileNotFoundError:
         raise DataFileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a data file") from None
+    except NotARegularFileError as e:
+        if "directory" in str(e):
+            raise DataError(f"{path}: is a directory, not a data file") from None
+        raise DataError(f"{e}; a data file must be one") from None
 
 
 def load_idx_pair(images_path, labels_path, image_shape=(28, 28), num_classes=10):
