@@ -129,3 +129,17 @@ def test_cli_exit_2_and_one_line(run, tmp_path):
     path = _edit(run, _set("batch_size", -5))
     result = run_cli("train", "--resume", run, "--quiet", cwd=tmp_path)
     assert_user_error(result, f"{path}: field 'batch_size' must be an integer >= 1; received -5")
+
+
+def test_a_setting_newer_than_the_run_gets_its_default(run, monkeypatch):
+    """An option added to ``cnnlab train`` later (in DEFAULTS, not in this schema) does not
+    make older runs unresumable: missing, it takes its default; present, it is still JSON."""
+    from cnnlab.cli import train as cli_train
+    from cnnlab.cli.config import read_config
+
+    monkeypatch.setitem(cli_train.DEFAULTS, "new_option", 7)
+    assert read_config(run / "config.json")["new_option"] == 7
+    path = _edit(run, _set("new_option", json.loads("[" * 6 + "]" * 6)))
+    with pytest.raises(CLIError, match=re.escape(
+            f"{path}: field 'new_option' must be JSON nested at most 4 levels")):
+        read_config(path)

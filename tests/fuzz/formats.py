@@ -81,8 +81,13 @@ def _config_check(path: Path, base) -> str:
         settings = read_config(path)
     except CLIError as e:
         return _clean(e, path)
+    from cnnlab.cli.config import settings_schema
+    from cnnlab.cli.train import DEFAULTS
+
     expected = json.loads(path.read_bytes())  # the oracle: the stdlib's reading of the file
-    assert set(settings) == set(expected), "keys added or dropped"
+    added = set(settings) - set(expected)  # only settings newer than the schema get defaults
+    assert set(expected) <= set(settings) and added <= settings_schema().optional, added
+    assert all(settings[k] == DEFAULTS[k] for k in added)
     for key, value in expected.items():  # no silent default: exactly what the file says
         assert settings[key] == value, f"{key}: {settings[key]!r} but the file says {value!r}"
     assert _valid_settings(settings), f"accepted settings that break the rules: {settings}"

@@ -26,8 +26,9 @@ MAX_CONFIG_BYTES = 1 << 20  # a config.json cnnlab writes is under 1 KB
 def settings_schema() -> S.Dict:
     """The settings of ``cnnlab train`` (the keys of cli.train.DEFAULTS).
 
-    A setting added to DEFAULTS without a schema entry here is still accepted as plain JSON
-    (nested at most 4 levels), so that a new option never makes old runs unresumable.
+    A setting added to DEFAULTS without a schema entry here is accepted as plain JSON (nested
+    at most 4 levels) and may be missing (a run from before it existed gets its default), so
+    that a new option never makes old runs unresumable.
     """
     from cnnlab import models
     from cnnlab.cli.loaders import DATASETS
@@ -52,16 +53,20 @@ def settings_schema() -> S.Dict:
         "freeze": S.List(S.Str(), nullable=True),
         "num_classes": S.Int(low=1, nullable=True),
     }
-    fields.update({k: S.Json(depth=4) for k in DEFAULTS if k not in fields})
-    return S.Dict(fields)
+    newer = [k for k in DEFAULTS if k not in fields]
+    fields.update({k: S.Json(depth=4) for k in newer})
+    return S.Dict(fields, optional=newer)
 
 
 def check_settings(settings, where: str) -> dict:
     """``settings`` checked against the schema; CLIError ``where: field ...`` otherwise."""
+    from cnnlab.cli.train import DEFAULTS
+
     try:
-        return S.check(settings, settings_schema())
+        checked = S.check(settings, settings_schema())
     except S.SchemaError as e:
         raise CLIError(f"{where}: {e}") from None
+    return {**{k: v for k, v in DEFAULTS.items() if k not in checked}, **checked}
 
 
 def read_config(path) -> dict:
