@@ -86,3 +86,13 @@ def test_mutants_through_the_command_line(run4, tmp_path):
         shutil.copytree(folder, copy)
         (copy / "config.json").write_bytes(mutate.mutate_json_text(config, rng))
         _cli_clean(run_cli("train", "--resume", copy, "--epochs", "2", "--quiet", cwd=tmp_path))
+
+
+def test_predict_on_a_fifo_does_not_hang(run4, tmp_path):
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    result = run_cli("predict", "--checkpoint", run4[0] / "last.npz", fifo, cwd=tmp_path,
+                     timeout=60)
+    assert result.returncode == 1, show(result)
+    assert f"skipped {fifo}: {fifo}: a FIFO (named pipe), not a regular file" in result.stderr
+    assert "Traceback" not in result.stderr
