@@ -13,7 +13,14 @@ import numpy as np
 
 from cnnlab.train import load_checkpoint
 from cnnlab.train.lock import RunLock
-from tests.cli.helpers import assert_ok, assert_user_error, run_cli, show
+from tests.cli.helpers import (
+    assert_ok,
+    assert_user_error,
+    cli_env,
+    cnnlab_args,
+    run_cli,
+    show,
+)
 from tests.fuzz import mutate
 
 
@@ -96,3 +103,20 @@ def test_predict_on_a_fifo_does_not_hang(run4, tmp_path):
     assert result.returncode == 1, show(result)
     assert f"skipped {fifo}: {fifo}: a FIFO (named pipe), not a regular file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_disk_full_while_training_is_one_line_and_leaves_no_temporary(data4, tmp_path):
+    import resource
+
+    def small_disk():  # files past 64 KB cannot be written (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        cnnlab_args("train", "--data-dir", data4, "--num-classes", "4", "--epochs", "1",
+                    "--batch-size", "16", "--out", "r", "--quiet"),
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=small_disk, check=False)
+    line = assert_user_error(result, "cannot write (File too large); the previous file, if "
+                                     "any, is kept")
+    assert "r/best.npz" in line or "r/last.npz" in line
+    assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")]
