@@ -1,4 +1,5 @@
-"""The ``cnnlab`` command: train, evaluate, predict, summary, gradcheck.
+"""The ``cnnlab`` command: train, evaluate, predict, summary, gradcheck, and the commands
+registered from their own modules (diagnose, errors, compare, report, ...).
 
 A mistake on the command line (an unknown model, a missing file, a nonsensical number) prints one
 line ``cnnlab: error: ...`` and exits with status 2, never a traceback.
@@ -30,6 +31,8 @@ _nonnegative_float, _fraction = nonnegative_float, fraction
 _COMMAND_MODULES: list[str] = [
     "cnnlab.cli.diagnose",
     "cnnlab.cli.errors",
+    "cnnlab.cli.compare",
+    "cnnlab.cli.report",
 ]
 
 
