@@ -202,6 +202,8 @@ def test_compare_selects_among_the_satisficing_runs(mismatch, run4):
     assert_ok(result)
     m1, m2 = read_json(run / "metrics.json"), read_json(other / "metrics.json")
     best = "run" if m1["dev_accuracy"] >= m2["dev_accuracy"] else str(other)
+    assert "train_seconds" in result.stdout.splitlines()[0]  # from each run's timing.json
+    assert read_json(run / "timing.json")["train_seconds"] > 0
     assert f"among the runs meeting latency_ms<=100000: {best} " in result.stdout
     # LeNet-5 with 4 classes: 5*5*1*6+6 + 5*5*6*16+16 + 400*120+120 + 120*84+84 + 84*4+4
     assert "61,196" in result.stdout

@@ -8,6 +8,7 @@ rejected run the constraint it broke (:func:`cnnlab.analysis.select`).
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -62,6 +63,11 @@ def run_metrics(run_dir, repeats: int = 30) -> dict:
     shape = tuple(int(v) for v in info["input_shape"])
     s = nn.summary(model, shape)
     row = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    try:  # the training wall time, which metrics.json leaves out to stay deterministic
+        row["train_seconds"] = float(json.loads((out / "timing.json").read_text())
+                                     ["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     row.update({"params": s.total_params, "macs": s.total_macs,
                 "latency_ms": batch1_latency_ms(model, shape, repeats)})
     return row

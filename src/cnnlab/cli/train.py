@@ -308,9 +308,8 @@ def run_training(args) -> int:
         if splits[name] is not None:
             report.update(split_metrics(model, splits[name], name))
     report.update(split_metrics(model, test, "test", result))
-    if not resuming:  # a resumed run's clock saw only its last part
-        report["train_seconds"] = seconds
-    write_json(out / "metrics.json", report)
+    write_json(out / "metrics.json", report)  # deterministic: a resumed run writes the same
+    _add_time(out / "timing.json", seconds)
     _plots(out, history, result)
     print(f"test accuracy {result['test_accuracy']:.4f} (error "
           f"{100 * (1 - result['test_accuracy']):.2f}%), test loss {result['test_loss']:.4f}, "
@@ -318,6 +317,16 @@ def run_training(args) -> int:
     print(f"files in {out}: last.npz, best.npz (checkpoints), history.csv, history.jsonl, "
           f"metrics.json")
     return 0
+
+
+def _add_time(path: Path, seconds: float) -> None:
+    """timing.json: the run's training wall time, summed over its sessions (resumes)."""
+    total = 0.0
+    try:
+        total = float(json.loads(path.read_text()).get("train_seconds", 0.0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        total = 0.0
+    write_json(path, {"train_seconds": total + seconds})
 
 
 def _plots(out: Path, history, result) -> None:
