@@ -94,6 +94,24 @@ def test_tally_of_the_course_example(tmp_path):
     assert t.untagged == 45
 
 
+def test_tally_of_a_reviewed_sample(tmp_path):
+    # 200 errors among 1,000 examples (errors.json); a person reviewed 50 of them, 10 blurry:
+    # share 20%, so blurry errors are about 0.2 * 200 / 1000 = 4% of the examples
+    path = tmp_path / "errors.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*COLUMNS, "blurry", "comment"])
+        for i in range(50):
+            w.writerow([i, "", "cat", "dog", 0.1, 0.9, 2.3, "", int(i < 10), ""])
+    (tmp_path / "errors.json").write_text(json.dumps({"examples": 1000, "errors": 200}))
+    t = tally(path)
+    (blurry,) = t.tags
+    assert (t.errors, t.total_errors, t.error_rate) == (50, 200, 0.2)
+    assert blurry.share == 0.2 and blurry.ceiling == pytest.approx(0.04)
+    assert blurry.error_rate_if_fixed == pytest.approx(0.16)
+    assert "50 of 200 errors reviewed" in t.table()
+
+
 @pytest.mark.parametrize("edit, match", [
     (lambda rows: rows[0].__setitem__(3, "pred"),
      r"row 1 \(the header\): column 'predicted' is missing or was renamed"),

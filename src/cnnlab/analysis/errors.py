@@ -4,7 +4,9 @@ The course's procedure: take the dev examples the model gets wrong, look at each
 the categories it falls in (blurry, mislabeled, a dog mistaken for a cat, ...); the share of
 the errors in a category is the *ceiling* of what fixing that category can give. With E errors
 among N examples (error rate E/N) and c errors tagged with a category, fixing every one of them
-lowers the error rate by at most c/N, to (E - c)/N.
+lowers the error rate by at most c/N, to (E - c)/N. When a person reviews only a sample of
+R of the E errors (the course: look at about 100), c/R estimates the category's share and the
+ceiling is (c/R)(E/N).
 
 ``write_errors`` writes ``errors.csv`` (one row per misclassified example: its index, its file
 where there is one, the true and predicted labels, the probability of each, the loss
@@ -119,14 +121,17 @@ class TagCount:
 
 @dataclass
 class Tally:
-    errors: int
+    errors: int  # rows tallied (the errors a person reviewed)
     examples: int | None
     tags: list[TagCount]
-    untagged: int  # errors with no tag ticked
+    untagged: int  # rows with no tag ticked
+    total_errors: int | None = None  # all the split's errors (errors.json), when more than rows
 
     @property
     def error_rate(self) -> float | None:
-        return None if not self.examples else self.errors / self.examples
+        if not self.examples:
+            return None
+        return (self.total_errors or self.errors) / self.examples
 
     def table(self) -> str:
         """The tally as aligned text: tag, count, share, ceiling, error rate if fixed."""
@@ -138,7 +143,11 @@ class Tally:
                          f"{after:>9s}")
         rate = ("" if self.error_rate is None
                 else f", error rate {100 * self.error_rate:.2f}% of {self.examples} examples")
-        lines.append(f"{self.errors} errors{rate}; {self.untagged} with no tag")
+        if self.total_errors and self.total_errors > self.errors:
+            lines.append(f"{self.errors} of {self.total_errors} errors reviewed (shares and "
+                         f"ceilings estimated from them){rate}; {self.untagged} with no tag")
+        else:
+            lines.append(f"{self.errors} errors{rate}; {self.untagged} with no tag")
         return "\n".join(lines)
 
 
@@ -203,15 +212,21 @@ def tally(path, examples: int | None = None) -> Tally:
                 counts[tag] += 1
                 ticked = True
         untagged += not ticked
+    summary = _read_summary(path)
     if examples is None:
-        examples = _read_summary(path).get("examples")
-    if examples is not None and (not isinstance(examples, int) or examples < errors):
-        raise ValueError(f"{path}: the split's size must be an int >= the {errors} error rows; "
+        examples = summary.get("examples")
+    total = summary.get("errors")
+    if not isinstance(total, int) or total < errors:
+        total = errors  # every error is in the file (or no errors.json to say otherwise)
+    if examples is not None and (not isinstance(examples, int) or examples < total):
+        raise ValueError(f"{path}: the split's size must be an int >= the {total} errors; "
                          f"received {examples!r}")
     rows = []
     for tag in tags:
         c = counts[tag]
-        ceil = None if not examples else c / examples
-        after = None if not examples else (errors - c) / examples
-        rows.append(TagCount(tag, c, c / errors if errors else 0.0, ceil, after))
-    return Tally(errors, examples, rows, untagged)
+        share = c / errors if errors else 0.0
+        # the share of the reviewed errors, times the error rate: c / N when all were reviewed
+        ceil = None if not examples else share * total / examples
+        after = None if not examples else total / examples - ceil
+        rows.append(TagCount(tag, c, share, ceil, after))
+    return Tally(errors, examples, rows, untagged, total)
