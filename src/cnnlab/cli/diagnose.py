@@ -88,7 +88,7 @@ def table(d, notes: dict) -> str:
     lines.append("")
     lines.append(f"focus: {d.focus}")
     lines.extend(f"  - {r}" for r in d.remedies)
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def diagnosis_of(run_dir, human=None):
