@@ -115,3 +115,32 @@ def test_report_renders_in_chromium(browser, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+def test_cli_report_of_a_real_run_renders(browser, tmp_path):
+    """``cnnlab report`` on a one-epoch run (4-class synthetic task, 28x28 images)."""
+    from tests.cli.helpers import assert_ok, make_idx_dataset, run_cli
+
+    data = make_idx_dataset(tmp_path / "data", num_classes=4, seed=0)
+    assert_ok(run_cli("train", "--data-dir", data, "--epochs", "1", "--num-classes", "4",
+                      "--train-dev-fraction", "0.2", "--lr", "0.0003", "--batch-size", "16",
+                      "--out", "run", "--quiet", cwd=tmp_path))
+    assert_ok(run_cli("report", "run", "--split", "test", cwd=tmp_path))
+    page = browser.new_page()
+    console = []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    page.goto((tmp_path / "run" / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    assert [m for m in console if m[0] == "error"] == []
+    imgs = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth, e.naturalHeight])")
+    charts = [i for i in imgs if i[0].startswith("learning curve")]
+    thumbs = [i for i in imgs if i[0].startswith("#")]
+    assert len(charts) == 2 and all((c[2], c[3]) == (480, 300) for c in charts)
+    assert thumbs and all(t[1] and (t[2], t[3]) == (56, 56) for t in thumbs)
+    # the test split: 100 images, the confusion counts add up to them
+    cells = page.eval_on_selector_all("table.cm td", "tds => tds.map(t => +t.textContent)")
+    assert len(cells) == 16 and sum(cells) == 100
+    page.screenshot(path=str(_artifact_dir(tmp_path) / "report-cli.png"), full_page=True)
+    page.close()
