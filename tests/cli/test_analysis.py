@@ -79,15 +79,22 @@ def test_train_dev_and_other_source_splits(mismatch):
 
 
 def test_mnist_shifted_halves_the_runs_own_mnist_test_split(tmp_path, data4):
-    # with --data-dir, mnist-shifted shifts that MNIST's test split: 100 images -> 50 + 50
+    # with --data-dir, mnist-shifted shifts that MNIST's test split: its dev half is 50 of
+    # the 100; the test set stays the plain test split
     result = run_cli("train", "--data-dir", data4, "--epochs", "1", "--num-classes", "4",
-                     "--dev-data", "mnist-shifted", "--test-data", "mnist-shifted",
-                     "--out", "run", *SMALL, cwd=tmp_path)
+                     "--dev-data", "mnist-shifted", "--out", "run", *SMALL, cwd=tmp_path)
     assert_ok(result)
     m = read_json(tmp_path / "run" / "metrics.json")
-    assert (m["train_size"], m["dev_size"], m["test_size"]) == (200, 50, 50)
+    assert (m["train_size"], m["dev_size"], m["test_size"]) == (200, 50, 100)
     assert "train_dev_size" not in m
     assert read_json(tmp_path / "run" / "config.json")["dev_data"] == "mnist-shifted"
+    # dev from elsewhere, test from the dataset: diagnose says they should match
+    result = run_cli("diagnose", "run", cwd=tmp_path)
+    assert_ok(result)
+    assert "note: dev (mnist-shifted) and test (the training data's own split) come from " \
+           "different sources" in result.stdout
+    assert "different sources" in read_json(tmp_path / "run" / "diagnosis.json")["notes"][
+        "dev_test"]
 
 
 def test_diagnose_writes_the_table_and_json(mismatch):
@@ -109,6 +116,8 @@ def test_diagnose_writes_the_table_and_json(mismatch):
     assert f"focus: {d['focus']}" in result.stdout
     for word in ("human", "train-dev", "data mismatch", "dev overfitting", "significant"):
         assert word in result.stdout
+    assert "note:" not in result.stdout  # dev and test both from other sources
+
 
 
 def test_diagnose_without_a_training_dev_set_says_which_option(run4):
@@ -121,6 +130,7 @@ def test_diagnose_without_a_training_dev_set_says_which_option(run4):
     assert "train with --train-dev-fraction F" in result.stdout
     assert "give --human-error" in result.stdout
     assert d["notes"]["data_mismatch"] == "not measured: train with --train-dev-fraction F"
+    assert "note:" not in result.stdout
 
 
 def test_errors_tally_and_mislabelled(mismatch):

@@ -109,10 +109,27 @@ def diagnosis_of(run_dir, human=None):
     return d, _missing_notes(d)
 
 
+def _source_note(settings: dict) -> str | None:
+    """A note when dev and test come from different sources (the course: same distribution)."""
+    dev, test = settings.get("dev_data"), settings.get("test_data")
+    if (dev is None) == (test is None):  # both the dataset's own, or both from elsewhere
+        return None
+    where = {None: "the training data's own split"}
+    return (f"dev ({where.get(dev, dev)}) and test ({where.get(test, test)}) come from "
+            "different sources: choose them from the same distribution, the one the model "
+            "will meet")
+
+
 def run(args) -> int:
     human = None if args.human_error is None else parse_rate(args.human_error)
     d, notes = diagnosis_of(args.run_dir, human)
+    _, settings, _ = read_run(args.run_dir)
+    source = _source_note(settings)
+    if source:
+        notes["dev_test"] = source
     print(table(d, notes))
+    if source:
+        print(f"\nnote: {source}")
     path = f"{args.run_dir.rstrip('/')}/diagnosis.json"
     write_json(path, {**d.to_dict(), "notes": notes})
     print(f"\nwrote {path}")

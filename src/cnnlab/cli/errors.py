@@ -170,6 +170,10 @@ def run(args) -> int:
     for r in mis["rows"][:5]:
         print(f"  #{r['index']}: labelled {r['label']} (p={r['p_label']:.3f}), the model says "
               f"{r['model_says']} (p={r['p_model']:.3f})")
+    if split == "train":
+        print("note: the model trained on these examples, so its probabilities agree with "
+              "their labels, wrong ones too; to rank training labels use out-of-sample "
+              "probabilities (cnnlab.analysis.crossval.out_of_sample_probs)")
     print(f"next: tick the tag columns in a spreadsheet, then cnnlab errors --tally "
           f"{out / 'errors.csv'}")
     return 0
