@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,3 +276,32 @@ def test_bad_input_is_one_line(tmp_path, data4, mismatch, run4, args, words):
     if args[0] == "train":
         args += ["--quiet", "--out", str(tmp_path / "never")]
     assert_user_error(run_cli(*args, cwd=tmp_path), *words)
+
+
+def test_dev_data_as_an_image_folder(tmp_path, data4):
+    """--dev-data DIR with a subfolder of PNGs per class, named as the training classes (the
+    order of the folders does not matter: '3' before '10' sorts differently)."""
+    from cnnlab.analysis.png import encode_png
+
+    x = _read_idx_images(data4 / "t10k-images-idx3-ubyte")
+    y = np.frombuffer((data4 / "t10k-labels-idx1-ubyte").read_bytes()[8:], np.uint8)
+    for i in range(40):
+        folder = tmp_path / "dev" / str(int(y[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.png").write_bytes(encode_png(x[i]))
+    result = run_cli("train", "--data-dir", data4, "--epochs", "1", "--num-classes", "4",
+                     "--dev-data", "dev", "--out", "run", *SMALL, cwd=tmp_path)
+    assert_ok(result)
+    assert read_json(tmp_path / "run" / "metrics.json")["dev_size"] == 40
+    # the rows name each example's source file, in the folder of its label
+    assert_ok(run_cli("errors", "run", cwd=tmp_path))
+    with open(tmp_path / "run" / "errors-dev" / "mislabelled.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40
+    for row in rows:
+        assert Path(row["file"]).parent.name == row["label"]
+    (tmp_path / "dev" / "cat").mkdir()
+    (tmp_path / "dev" / "cat" / "a.png").write_bytes(encode_png(x[0]))
+    assert_user_error(run_cli("train", "--data-dir", data4, "--num-classes", "4", "--dev-data",
+                              "dev", "--out", "run2", "--quiet", cwd=tmp_path),
+                      "--dev-data", "class folder(s) cat are not training classes")

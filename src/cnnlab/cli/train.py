@@ -11,7 +11,7 @@ import numpy as np
 
 from cnnlab.cli.common import CLIError, write_json
 from cnnlab.cli.loaders import build_model, model_from_checkpoint
-from cnnlab.cli.rundata import SHIFTED, run_splits
+from cnnlab.cli.rundata import SHIFTED, arrays_of, run_splits
 
 __all__ = ["run_training", "test_metrics", "split_metrics"]
 
@@ -181,27 +181,14 @@ def test_metrics(model, dataset) -> dict:
     }
 
 
-def _labels(ds) -> np.ndarray:
-    from cnnlab.data.dataset import _batch_of
-
-    return ds.y if hasattr(ds, "y") else _batch_of(ds, np.arange(len(ds)))[1]
-
-
-def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
-    from cnnlab.data.dataset import _batch_of
-
-    if hasattr(ds, "x") and hasattr(ds, "y"):
-        return ds.x, ds.y
-    return _batch_of(ds, np.arange(len(ds)))
-
-
 def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
     """``{name}_accuracy``, ``_error``, ``_loss``, ``_f1`` (macro over the classes the split
     holds), ``_size`` of the model on ``ds`` in eval mode (``result``: test_metrics' output
     for ``ds``, when already computed)."""
     if result is None:
-        x, y = _arrays(ds)
-        result = test_metrics(model, _Arrays(x, y))
+        from cnnlab.data import ArrayDataset
+
+        result = test_metrics(model, ArrayDataset(*arrays_of(ds)))
     f1 = np.asarray(result["f1"], dtype=np.float64)
     present = np.asarray(result["support"]) > 0
     acc = result["test_accuracy"]
@@ -209,13 +196,6 @@ def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
             f"{name}_loss": result["test_loss"],
             f"{name}_f1": float(f1[present].mean()) if present.any() else 0.0,
             f"{name}_size": int(len(result["y_true"]))}
-
-
-class _Arrays:
-    """The (x, y) arrays of any dataset, as test_metrics reads them."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x, y
 
 
 def run_training(args) -> int:
@@ -229,7 +209,7 @@ def run_training(args) -> int:
     train_dev = splits["train_dev"]
     input_shape, classes = splits["input_shape"], splits["classes"]
     num_classes = s["num_classes"] or len(classes)
-    labels_needed = int(max(_labels(train_ds).max(), test.y.max())) + 1
+    labels_needed = int(max(arrays_of(train_ds)[1].max(), test.y.max())) + 1
     if num_classes < labels_needed:
         raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
                        f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
