@@ -75,7 +75,9 @@ def load_source(spec: str, option: str, role: str, input_shape, classes, data_di
                     raise CLIError(f"{option} {spec}: class folder(s) {', '.join(unknown)} are "
                                    f"not training classes ({', '.join(known)})")
                 remap = np.array([known.index(k) for k in ds.classes], dtype=np.int64)
+                files = ds.files
                 ds = data.ArrayDataset(ds.x, remap[ds.y], classes=known)
+                ds.files = files  # each example's source, for errors.csv
     if tuple(ds.x.shape[1:]) != (h, w, c):
         raise CLIError(f"{option} {spec}: images are {tuple(ds.x.shape[1:])} but the training "
                        f"images are {(h, w, c)} (H, W, C)")
