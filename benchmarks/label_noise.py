@@ -6,7 +6,7 @@ examples with confident learning (and with self-confidence alone), and report th
 of the first k of the ranking, k = the number flipped (and k = half of it), plus the
 precision and recall of the confident-learning flags.
 
-    python benchmarks/label_noise.py                       # bundled subset, LeNet-5, 2 folds
+    python benchmarks/label_noise.py                # bundled subset, LeNet-5, 2 folds, 3 epochs
     python benchmarks/label_noise.py --data-dir ~/mnist    # full MNIST (60,000)
     python benchmarks/label_noise.py --model dense --epochs 3 --limit 3000   # seconds
 """
@@ -28,7 +28,7 @@ def make_model(name: str, seed: int):
     return models.get(name, seed=seed)
 
 
-def run(model="lenet5", fraction=0.02, folds=2, epochs=2, limit=None, data_dir=None,
+def run(model="lenet5", fraction=0.02, folds=2, epochs=3, limit=None, data_dir=None,
         seed=0, lr=1e-3, verbose=False) -> dict:
     from cnnlab import data, optim
     from cnnlab.analysis import label_issues, rank_label_issues
@@ -67,7 +67,7 @@ def main() -> None:
                    "regression)")
     p.add_argument("--fraction", type=float, default=0.02)
     p.add_argument("--folds", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit", type=int, default=None, help="use this many training images")
     p.add_argument("--data-dir", default=None, help="full MNIST IDX files (default: bundled)")
     p.add_argument("--seed", type=int, default=0)
