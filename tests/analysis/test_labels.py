@@ -55,6 +55,21 @@ def test_per_class_thresholds_differ_from_one_global_threshold():
                                                     False, False, False]
 
 
+def test_an_example_the_model_predicts_as_its_label_is_not_an_issue():
+    probs = np.array([[0.90, 0.05, 0.05],   # label 0
+                      [0.08, 0.46, 0.46],   # label 1: t_1 = 0.46
+                      [0.05, 0.40, 0.55],   # label 2
+                      [0.05, 0.47, 0.48]])  # label 2: t_2 = (0.55 + 0.48)/2 = 0.515
+    labels = np.array([0, 1, 2, 2])
+    assert per_class_thresholds(probs, labels) == pytest.approx([0.90, 0.46, 0.515])
+    # example 3 is confidently a 1 (0.47 >= 0.46; 0.48 < 0.515): off the diagonal ...
+    assert confident_joint(probs, labels).tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    # ... but the model's own argmax is its label 2: not an issue
+    assert not label_issues(probs, labels).any()
+    probs[3] = [0.05, 0.49, 0.46]  # now its argmax is 1 too: an issue
+    assert label_issues(probs, labels).tolist() == [False, False, False, True]
+
+
 def test_a_class_without_examples_is_never_confident():
     probs = np.array([[0.2, 0.1, 0.7], [0.8, 0.1, 0.1]])
     labels = np.array([0, 0])
@@ -88,3 +103,26 @@ def test_bad_input(probs, labels, match):
         label_issues(probs, np.asarray(labels))
     with pytest.raises(ValueError, match="method must be"):
         rank_label_issues(np.ones((2, 2)) / 2, np.array([0, 1]), method="margin")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 8), st.integers(0, 2**31))
+def test_agrees_with_cleanlab(k, seed):
+    """cleanlab (Northcutt et al.'s own library), when installed, as the oracle: the same
+    confident joint (uncalibrated), the same label issues, ranked the same by self-confidence.
+    Not a test dependency (it pulls scikit-learn and pandas); skipped without it."""
+    cleanlab_filter = pytest.importorskip("cleanlab.filter")
+    cleanlab_count = pytest.importorskip("cleanlab.count")
+    rng = np.random.default_rng(seed)
+    n = 300
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])  # every class present
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), labels] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    cj = cleanlab_count.compute_confident_joint(labels, probs, calibrate=False)
+    assert (confident_joint(probs, labels) == cj).all()
+    theirs = cleanlab_filter.find_label_issues(labels, probs, filter_by="confident_learning")
+    assert (label_issues(probs, labels) == theirs).all()
+    ranked = cleanlab_filter.find_label_issues(labels, probs, filter_by="confident_learning",
+                                               return_indices_ranked_by="self_confidence")
+    assert rank_label_issues(probs, labels)[:len(ranked)].tolist() == ranked.tolist()
