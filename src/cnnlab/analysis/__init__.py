@@ -7,6 +7,7 @@
 ``errors``       the error-analysis spreadsheet (errors.csv) and its tally
 ``labels``       the examples most likely mislabelled (self-confidence, confident learning)
 ``report``       a self-contained HTML report of a run
+``crossval``     out-of-sample probabilities (k-fold), labels flipped on purpose to test a finder
 
 >>> from cnnlab.analysis import diagnose, select
 >>> diagnose(train=0.01, dev=0.10, train_dev=0.015).focus
@@ -14,6 +15,7 @@
 """
 
 from cnnlab.analysis.constraints import Constraint, parse_constraint
+from cnnlab.analysis.crossval import flip_labels, out_of_sample_probs, precision_at_k
 from cnnlab.analysis.diagnose import Diagnosis, diagnose, wilson_interval
 from cnnlab.analysis.errors import tally, write_errors
 from cnnlab.analysis.labels import (
@@ -23,6 +25,7 @@ from cnnlab.analysis.labels import (
     rank_label_issues,
     self_confidence,
 )
+from cnnlab.analysis.report import render_report
 from cnnlab.analysis.select import Selection, select
 
 __all__ = [
@@ -31,10 +34,14 @@ __all__ = [
     "Selection",
     "confident_joint",
     "diagnose",
+    "flip_labels",
     "label_issues",
+    "out_of_sample_probs",
     "parse_constraint",
     "per_class_thresholds",
+    "precision_at_k",
     "rank_label_issues",
+    "render_report",
     "select",
     "self_confidence",
     "tally",

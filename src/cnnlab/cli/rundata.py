@@ -46,7 +46,8 @@ def _idx_pair(folder: Path):
     return None
 
 
-def load_source(spec: str, option: str, role: str, input_shape, classes, data_dir=None):
+def load_source(spec: str, option: str, role: str, input_shape, classes, data_dir=None,
+                download: bool = False):
     """The dataset named by ``--dev-data``/``--test-data`` (``option``): ``mnist-shifted``
     (its ``role`` half: 'dev' or 'test') or a folder; checked against the training images'
     ``input_shape`` (H, W, C) and ``classes``."""
@@ -55,7 +56,7 @@ def load_source(spec: str, option: str, role: str, input_shape, classes, data_di
     h, w, c = (int(v) for v in input_shape)
     with user_errors():
         if spec == SHIFTED:
-            ds = data.mnist_shifted(role, root=data_dir)
+            ds = data.mnist_shifted(role, root=data_dir, download=download and data_dir is None)
         else:
             folder = Path(spec).expanduser()
             if not folder.is_dir():
@@ -97,15 +98,18 @@ def run_splits(s: dict) -> dict:
     full = load_dataset(s["dataset"], s["data_dir"], "train", s.get("download", False))
     input_shape = tuple(int(v) for v in full.x.shape[1:])
     classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
-    shifted_root = s["data_dir"] if s["dataset"] == "mnist" else None
+    # mnist-shifted shifts the run's own MNIST (--data-dir, or the --download cache)
+    mnist = s["dataset"] == "mnist"
+    shifted = {"data_dir": s["data_dir"] if mnist else None,
+               "download": bool(mnist and s.get("download"))}
     if s.get("test_data"):
         test = load_source(s["test_data"], "--test-data", "test", input_shape, classes,
-                           shifted_root)
+                           **shifted)
     else:
         test = load_dataset(s["dataset"], s["data_dir"], "test", s.get("download", False))
     if s.get("dev_data"):
         rest = full
-        dev = load_source(s["dev_data"], "--dev-data", "dev", input_shape, classes, shifted_root)
+        dev = load_source(s["dev_data"], "--dev-data", "dev", input_shape, classes, **shifted)
     elif s["val_fraction"] > 0:
         rest, dev = train_dev_split(full, s["val_fraction"], seed=s["seed"], stratify=True)
     else:
