@@ -29,3 +29,12 @@ def test_eval_sets_are_logged_every_epoch_and_never_trained_on():
     fit(other, (x[:48], y[:48]), optimizer=optim.SGD(other.parameters(), lr=0.1), epochs=3,
         batch_size=16, verbose=False)
     np.testing.assert_array_equal(predict(other, xh), predict(model, xh))
+
+
+@pytest.mark.parametrize("name", ["val", "train dev", 3])
+def test_eval_set_names_must_not_clash(name):
+    model = nn.Sequential(nn.Dense(2, 2, seed=0))
+    data = (np.zeros((4, 2), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="eval_sets names must be identifiers other than 'val'"):
+        fit(model, data, optimizer=optim.SGD(model.parameters(), lr=0.1), verbose=False,
+            eval_sets={name: data})

@@ -385,6 +385,11 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         trainer.resume(resume)
     train_loader = _loader(train, batch_size, shuffle, seed, transform)
     val_loader = _loader(val, batch_size, False, seed)
+    bad = [n for n in (eval_sets or {}) if not (isinstance(n, str) and n.isidentifier())
+           or n == "val"]
+    if bad:  # the name prefixes the logged metrics: val_* is the validation set's
+        raise ValueError(f"fit: eval_sets names must be identifiers other than 'val'; "
+                         f"received {bad}")
     extra_loaders = {name: _loader(d, batch_size, False, seed)
                      for name, d in (eval_sets or {}).items()}
     return trainer.run(train_loader, val_loader, epochs, extra_loaders)
