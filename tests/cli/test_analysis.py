@@ -270,6 +270,9 @@ def test_report_is_self_contained(mismatch):
                                                     "--train-dev-fraction"]),
     (["errors", "{run4}", "--split", "val"], ["--split must be one of"]),
     (["errors", "--tally", "{cwd}/missing.csv"], ["missing.csv", "no such file"]),
+    (["errors", "{run}", "--tags", ",", "--out", "{cwd}/e"], ["--tags needs at least one tag"]),
+    (["errors", "{run}", "--tags", "a,loss", "--out", "{cwd}/e"],
+     ["--tags", "other than the fixed columns"]),
     (["report", "{cwd}/nothing"], ["no such run folder"]),
 ])
 def test_bad_input_is_one_line(tmp_path, data4, mismatch, run4, args, words):
@@ -308,3 +311,17 @@ def test_dev_data_as_an_image_folder(tmp_path, data4):
     assert_user_error(run_cli("train", "--data-dir", data4, "--num-classes", "4", "--dev-data",
                               "dev", "--out", "run2", "--quiet", cwd=tmp_path),
                       "--dev-data", "class folder(s) cat are not training classes")
+
+
+def test_a_run_without_a_dev_set(tmp_path, data4):
+    assert_ok(run_cli("train", "--data-dir", data4, "--epochs", "1", "--num-classes", "4",
+                      "--val-fraction", "0", "--out", "run", *SMALL, cwd=tmp_path))
+    assert "dev_accuracy" not in read_json(tmp_path / "run" / "metrics.json")
+    assert_user_error(run_cli("diagnose", "run", cwd=tmp_path), "no dev_accuracy",
+                      "--val-fraction F or --dev-data")
+    assert_user_error(run_cli("errors", "run", cwd=tmp_path), "no dev split",
+                      "--val-fraction F or --dev-data")
+    # the report falls back to the test split and leaves the diagnosis out
+    assert_ok(run_cli("report", "run", cwd=tmp_path))
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Per class (test: 100 images" in page and "no diagnosis" in page

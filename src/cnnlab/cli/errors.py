@@ -149,6 +149,9 @@ def run(args) -> int:
         raise CLIError(f"{out / 'errors.csv'} exists (it may hold your tags); use --force to "
                        "overwrite it or --out for another folder")
     tags = [t for t in (s.strip() for s in args.tags.split(",")) if t]
+    if not tags:
+        raise CLIError(f"--tags needs at least one tag name, e.g. blurry,mislabeled; received "
+                       f"{args.tags!r}")
     x, y = arrays_of(ds)
     probs = probabilities(model, x)
     if probs.shape[1] < int(y.max()) + 1:
