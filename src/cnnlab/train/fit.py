@@ -270,9 +270,10 @@ class Trainer:
                 # after this epoch (EarlyStopping's best, say)
                 for cb in sorted(self.callbacks, key=lambda c: isinstance(c, ModelCheckpoint)):
                     cb.on_epoch_end(self.epoch - 1, logs)
-                if self.verbose and val is not None:
+                if self.verbose and (val is not None or eval_sets):
+                    shown = ("val_", *(f"{name}_" for name in eval_sets or ()))
                     print("  " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()
-                                          if k.startswith("val_")))
+                                          if k.startswith(shown)))
         except KeyboardInterrupt:
             self.history.interrupted = True
             path = self._interrupt_path()
