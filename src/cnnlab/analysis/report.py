@@ -103,8 +103,7 @@ def _img_svg(svg: str, alt: str) -> str:
 
 
 def _img_png(image, alt: str) -> str:
-    png = encode_png(upscale(np.asarray(image) if np.asarray(image).dtype == np.uint8
-                             else np.asarray(image, dtype=np.float64), THUMB_SCALE))
+    png = encode_png(upscale(np.asarray(image), THUMB_SCALE))
     return f'<img src="{_data_uri("image/png", png)}" alt="{_esc(alt)}" title="{_esc(alt)}">'
 
 
