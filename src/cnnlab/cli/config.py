@@ -22,6 +22,9 @@ __all__ = ["MAX_CONFIG_BYTES", "settings_schema", "check_settings", "read_config
 
 MAX_CONFIG_BYTES = 1 << 20  # a config.json cnnlab writes is under 1 KB
 
+# settings that runs from before them lack: checked when present, their default when missing
+_ADDED_LATER = ("train_dev_fraction", "dev_data", "test_data")
+
 
 def settings_schema() -> S.Dict:
     """The settings of ``cnnlab train`` (the keys of cli.train.DEFAULTS).
@@ -52,10 +55,13 @@ def settings_schema() -> S.Dict:
         "from_checkpoint": S.Str(nullable=True),
         "freeze": S.List(S.Str(), nullable=True),
         "num_classes": S.Int(low=1, nullable=True),
+        "train_dev_fraction": S.Num(low=0, high=1),
+        "dev_data": S.Str(nullable=True),
+        "test_data": S.Str(nullable=True),
     }
     newer = [k for k in DEFAULTS if k not in fields]
     fields.update({k: S.Json(depth=4) for k in newer})
-    return S.Dict(fields, optional=newer)
+    return S.Dict(fields, optional=newer + list(_ADDED_LATER))
 
 
 def check_settings(settings, where: str) -> dict:

@@ -1,4 +1,5 @@
-"""The ``cnnlab`` command: train, evaluate, predict, summary, gradcheck.
+"""The ``cnnlab`` command: train, evaluate, predict, summary, gradcheck, and the commands
+registered from their own modules (diagnose, errors, compare, report, ...).
 
 A mistake on the command line (an unknown model, a missing file, a nonsensical number) prints one
 line ``cnnlab: error: ...`` and exits with status 2, never a traceback.
@@ -27,7 +28,12 @@ _nonnegative_float, _fraction = nonnegative_float, fraction
 
 
 # Modules that register a command of their own (see build_parser); one line each.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "cnnlab.cli.diagnose",
+    "cnnlab.cli.errors",
+    "cnnlab.cli.compare",
+    "cnnlab.cli.report",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random shifts, small rotations and zooms (LeCun et al.'s distortions)")
     t.add_argument("--val-fraction", type=_fraction("--val-fraction"), default=None,
                    help="fraction of the training set held out as a dev set (default 0.1)")
+    t.add_argument("--train-dev-fraction", type=_fraction("--train-dev-fraction"), default=None,
+                   help="fraction of the training data held out as a training-dev set (same "
+                   "distribution, never trained on, evaluated every epoch; default 0)")
+    t.add_argument("--dev-data", metavar="DIR", default=None,
+                   help="dev set from another source: a folder (IDX files, or a subfolder of "
+                   "images per class) or mnist-shifted (blurry, low-resolution digits)")
+    t.add_argument("--test-data", metavar="DIR", default=None,
+                   help="test set from another source, as --dev-data")
     t.add_argument("--seed", type=_nonnegative_int("--seed"), default=None,
                    help="random seed (default 0)")
     t.add_argument("--out", default=None, help="output folder (default runs/MODEL-DATASET[-N])")

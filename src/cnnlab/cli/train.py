@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.cli.common import CLIError, write_json
-from cnnlab.cli.loaders import build_model, load_dataset, model_from_checkpoint
+from cnnlab.cli.loaders import build_model, model_from_checkpoint
+from cnnlab.cli.rundata import SHIFTED, arrays_of, run_splits
 
-__all__ = ["run_training", "test_metrics"]
+__all__ = ["run_training", "test_metrics", "split_metrics"]
 
 DEFAULTS = {
     "model": "lenet5",
@@ -32,6 +33,9 @@ DEFAULTS = {
     "from_checkpoint": None,
     "freeze": None,
     "num_classes": None,
+    "train_dev_fraction": 0.0,  # the course's training-dev set (issue 13)
+    "dev_data": None,
+    "test_data": None,
 }
 _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
                "adam": 0.001, "adamw": 0.001}
@@ -68,6 +72,16 @@ def _settings(args) -> tuple[dict, Path, Path | None]:
             settings["epochs"] = given["epochs"]
         return settings, out, checkpoint
     settings = {**DEFAULTS, **given}
+    if settings["dev_data"] is not None:
+        if given.get("val_fraction"):
+            raise CLIError(f"--dev-data {settings['dev_data']} is the dev set: drop "
+                           f"--val-fraction {given['val_fraction']} (it would cut a second one "
+                           "from the training data); for a held-out slice of the training "
+                           "distribution use --train-dev-fraction")
+        settings["val_fraction"] = 0.0
+    if settings["val_fraction"] + settings["train_dev_fraction"] >= 1:
+        raise CLIError(f"--val-fraction {settings['val_fraction']} and --train-dev-fraction "
+                       f"{settings['train_dev_fraction']} leave no training images")
     if settings["optimizer"] not in _DEFAULT_LR:
         raise CLIError(f"unknown optimizer {settings['optimizer']!r}; valid optimizers: "
                        f"{', '.join(_DEFAULT_LR)}")
@@ -78,6 +92,9 @@ def _settings(args) -> tuple[dict, Path, Path | None]:
         settings["lr"] = _DEFAULT_LR[settings["optimizer"]]
     for key in ("data_dir", "from_checkpoint"):  # absolute, so that --resume and evaluate
         if settings[key] is not None:              # work from any folder
+            settings[key] = str(Path(settings[key]).expanduser().absolute())
+    for key in ("dev_data", "test_data"):
+        if settings[key] not in (None, SHIFTED):
             settings[key] = str(Path(settings[key]).expanduser().absolute())
     if args.out:
         out = Path(args.out)
@@ -172,6 +189,23 @@ def test_metrics(model, dataset) -> dict:
     }
 
 
+def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
+    """``{name}_accuracy``, ``_error``, ``_loss``, ``_f1`` (macro over the classes the split
+    holds), ``_size`` of the model on ``ds`` in eval mode (``result``: test_metrics' output
+    for ``ds``, when already computed)."""
+    if result is None:
+        from cnnlab.data import ArrayDataset
+
+        result = test_metrics(model, ArrayDataset(*arrays_of(ds)))
+    f1 = np.asarray(result["f1"], dtype=np.float64)
+    present = np.asarray(result["support"]) > 0
+    acc = result["test_accuracy"]
+    return {f"{name}_accuracy": acc, f"{name}_error": 1.0 - acc,
+            f"{name}_loss": result["test_loss"],
+            f"{name}_f1": float(f1[present].mean()) if present.any() else 0.0,
+            f"{name}_size": int(len(result["y_true"]))}
+
+
 def run_training(args) -> int:
     settings, out, resume_from = _settings(args)
     with contextlib.ExitStack() as cleanup:  # releases the folder's lock, however it ends
@@ -204,21 +238,16 @@ def _take_folder(out: Path, resuming: bool, verbose: bool):
 
 def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -> int:
     from cnnlab import train as tr
-    from cnnlab.data import train_dev_split
 
     resuming = resume_from is not None
     verbose = not args.quiet
     s = settings
-    full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"])
-    test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"])
-    if s["val_fraction"] > 0:
-        train_ds, val_ds = train_dev_split(full, s["val_fraction"], seed=s["seed"], stratify=True)
-    else:
-        train_ds, val_ds = full, None
-    input_shape = tuple(int(v) for v in full.x.shape[1:])
-    classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
+    splits = run_splits(s)
+    train_ds, val_ds, test = splits["train"], splits["dev"], splits["test"]
+    train_dev = splits["train_dev"]
+    input_shape, classes = splits["input_shape"], splits["classes"]
     num_classes = s["num_classes"] or len(classes)
-    labels_needed = int(max(full.y.max(), test.y.max())) + 1
+    labels_needed = int(max(arrays_of(train_ds)[1].max(), test.y.max())) + 1
     if num_classes < labels_needed:
         raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
                        f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
@@ -269,7 +298,8 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
         write_json(out / "config.json", s)
     if verbose:
         what = "resuming" if resuming else "training"
-        print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, "
+        held = "" if train_dev is None else f"{len(train_dev)} train-dev, "
+        print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, {held}"
               f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images) -> {out}")
     start = time.perf_counter()
     try:
@@ -279,6 +309,7 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
             transform=_augmentation(s["seed"]) if s["augment"] else None, l2=s["l2"],
             resume=resume_from, verbose=verbose,
             extra={"model": description, "settings": s},
+            eval_sets=None if train_dev is None else {"train_dev": train_dev},
         )
     except tr.NonFiniteLossError as e:  # also NonFiniteStateError
         print(f"cnnlab: error: {e}", file=sys.stderr)
@@ -290,7 +321,13 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
     result = test_metrics(model, test)
     report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
     report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"]})
-    write_json(out / "metrics.json", report)
+    # the course's table of errors, one entry per split there is (cnnlab diagnose reads it)
+    for name in ("train", "train_dev", "dev"):
+        if splits[name] is not None:
+            report.update(split_metrics(model, splits[name], name))
+    report.update(split_metrics(model, test, "test", result))
+    write_json(out / "metrics.json", report)  # deterministic: a resumed run writes the same
+    _add_time(out / "timing.json", seconds)
     _plots(out, history, result)
     print(f"test accuracy {result['test_accuracy']:.4f} (error "
           f"{100 * (1 - result['test_accuracy']):.2f}%), test loss {result['test_loss']:.4f}, "
@@ -298,6 +335,16 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
     print(f"files in {out}: last.npz, best.npz (checkpoints), history.csv, history.jsonl, "
           f"metrics.json")
     return 0
+
+
+def _add_time(path: Path, seconds: float) -> None:
+    """timing.json: the run's training wall time, summed over its sessions (resumes)."""
+    total = 0.0
+    try:
+        total = float(json.loads(path.read_text()).get("train_seconds", 0.0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        total = 0.0
+    write_json(path, {"train_seconds": total + seconds})
 
 
 def _plots(out: Path, history, result) -> None:
@@ -313,7 +360,7 @@ def _plots(out: Path, history, result) -> None:
     h = history.history
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        for name in (key, f"val_{key}"):
+        for name in (key, f"train_dev_{key}", f"val_{key}"):
             if name in h:
                 ax.plot(range(1, len(h[name]) + 1), h[name], marker="o", label=name)
         ax.set_xlabel("epoch")

@@ -19,6 +19,7 @@ from cnnlab.data.fetch import cache_dir, download
 from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.data.images import image_folder, load_image
 from cnnlab.data.loader import DataLoader
+from cnnlab.data.shift import mnist_shifted, shift_images
 from cnnlab.data.splits import split_indices, train_dev_split, train_dev_test_split
 from cnnlab.data.transforms import (
     Compose,
@@ -55,7 +56,9 @@ __all__ = [
     "load_idx_pair",
     "load_image",
     "mnist",
+    "mnist_shifted",
     "read_idx",
+    "shift_images",
     "split_indices",
     "train_dev_split",
     "train_dev_test_split",

@@ -286,7 +286,7 @@ class Trainer:
                 )
 
     # ---------------------------------------------------------------- the loop
-    def run(self, train: DataLoader, val=None, epochs: int = 1) -> History:
+    def run(self, train: DataLoader, val=None, epochs: int = 1, eval_sets=None) -> History:
         for cb in self.callbacks:
             cb.on_train_begin(self)
         previous = self._catch_sigint()
@@ -300,6 +300,10 @@ class Trainer:
                     logs.update({f"val_{k}": v for k, v in
                                  evaluate(self.model, val, loss=self.loss_fn,
                                           metrics=self.metrics).items()})
+                for name, data in (eval_sets or {}).items():  # e.g. the training-dev set
+                    logs.update({f"{name}_{k}": v for k, v in
+                                 evaluate(self.model, data, loss=self.loss_fn,
+                                          metrics=self.metrics).items()})
                 self.history.append(logs)
                 # one statement, so an interrupt never sees the new epoch with the old position
                 self.epoch, self.batch_in_epoch, self.partial = self.epoch + 1, 0, {}
@@ -307,9 +311,10 @@ class Trainer:
                 # after this epoch (EarlyStopping's best, say)
                 for cb in sorted(self.callbacks, key=lambda c: isinstance(c, ModelCheckpoint)):
                     cb.on_epoch_end(self.epoch - 1, logs)
-                if self.verbose and val is not None:
+                if self.verbose and (val is not None or eval_sets):
+                    shown = ("val_", *(f"{name}_" for name in eval_sets or ()))
                     print("  " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()
-                                          if k.startswith("val_")))
+                                          if k.startswith(shown)))
         except KeyboardInterrupt:
             self.history.interrupted = True
             path = self._interrupt_path()
@@ -386,7 +391,8 @@ class Trainer:
 def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs: int = 1,
         batch_size: int = 32, metrics=("accuracy",), callbacks=(), seed: int = 0,
         shuffle: bool = True, transform=None, l2: float = 0.0, clip_norm: float | None = None,
-        resume=None, verbose: bool = True, extra: dict | None = None) -> History:
+        resume=None, verbose: bool = True, extra: dict | None = None,
+        eval_sets: dict | None = None) -> History:
     """Train ``model`` with mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -404,6 +410,9 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         l2: lambda of L2 regularization, lambda/(2m) * sum ||W||^2 over the weights.
         clip_norm: clip the gradients' global norm to this value.
         resume: a checkpoint file, or a directory holding ``last.npz``, to continue from.
+        eval_sets: more data evaluated after each epoch like ``val``, ``{name: data}``, logged
+            as ``{name}_loss``, ``{name}_accuracy`` (e.g. ``{"train_dev": ...}``, the course's
+            training-dev set).
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
@@ -418,7 +427,14 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         trainer.resume(resume)
     train_loader = _loader(train, batch_size, shuffle, seed, transform)
     val_loader = _loader(val, batch_size, False, seed)
-    return trainer.run(train_loader, val_loader, epochs)
+    bad = [n for n in (eval_sets or {}) if not (isinstance(n, str) and n.isidentifier())
+           or n == "val"]
+    if bad:  # the name prefixes the logged metrics: val_* is the validation set's
+        raise ValueError(f"fit: eval_sets names must be identifiers other than 'val'; "
+                         f"received {bad}")
+    extra_loaders = {name: _loader(d, batch_size, False, seed)
+                     for name, d in (eval_sets or {}).items()}
+    return trainer.run(train_loader, val_loader, epochs, extra_loaders)
 
 
 def _batches(data, batch_size: int):
