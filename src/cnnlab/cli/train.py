@@ -32,6 +32,7 @@ DEFAULTS = {
     "from_checkpoint": None,
     "freeze": None,
     "num_classes": None,
+    "sync_bn": None,
 }
 _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
                "adam": 0.001, "adamw": 0.001}
@@ -163,11 +164,32 @@ def test_metrics(model, dataset) -> dict:
 
 
 def run_training(args) -> int:
+    # several processes (issue 18): `--processes N` starts mpiexec; inside it, see cli/mpi.py
+    from cnnlab.train.distributed.world import launched_size
+
+    if getattr(args, "processes", None) and launched_size() <= 1:
+        from cnnlab.cli.mpi import launch
+
+        return launch(args)
+    from cnnlab.cli.mpi import mpi_world, run_agreed
+
+    world = mpi_world(args)
+    if world is None:
+        return _run_training(args, None)
+    return run_agreed(world, lambda: _run_training(args, world))
+
+
+def _run_training(args, world) -> int:
     from cnnlab import train as tr
     from cnnlab.data import train_dev_split
 
+    root = world is None or world.is_root  # the process that writes and prints
+    if world is not None:
+        from cnnlab.cli.mpi import share_out
+
+        share_out(world, args, _settings)
     settings, out, resuming = _settings(args)
-    verbose = not args.quiet
+    verbose = not args.quiet and root
     s = settings
     full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"])
     test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"])
@@ -212,6 +234,10 @@ def run_training(args) -> int:
             raise CLIError(f"--freeze {prefix!r} matches no parameter; names start with: "
                            f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
 
+    if world is not None and s.get("sync_bn"):
+        from cnnlab.train.distributed import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model, world)
     optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"])
     callbacks = [
         tr.ModelCheckpoint(out, monitor="val_loss" if val_ds is not None else "loss"),
@@ -224,16 +250,31 @@ def run_training(args) -> int:
     description = {"name": s["model"], "num_classes": num_classes, "input_shape": input_shape,
                    "dropout": s["dropout"], "dataset": s["dataset"], "data_dir": s["data_dir"],
                    "classes": [str(c) for c in classes][:num_classes]}
-    out.mkdir(parents=True, exist_ok=True)
-    if not resuming:
+    if world is not None:
+        from cnnlab.cli.mpi import check_start
+
+        check_start(world, s, model, train_ds, val_ds)
+    if root:
+        out.mkdir(parents=True, exist_ok=True)
+    if root and not resuming:
         write_json(out / "config.json", s)
     if verbose:
         what = "resuming" if resuming else "training"
+        procs = "" if world is None else f" on {world.size} processes"
         print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, "
-              f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images) -> {out}")
+              f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images){procs} "
+              f"-> {out}")
     start = time.perf_counter()
+    if world is None:
+        fit = tr.fit
+    else:
+        from functools import partial
+
+        from cnnlab.train.distributed import fit as distributed_fit
+
+        fit = partial(distributed_fit, world)
     try:
-        history = tr.fit(
+        history = fit(
             model, train_ds, val_ds, optimizer=optimizer, epochs=s["epochs"],
             batch_size=s["batch_size"], callbacks=callbacks, seed=s["seed"],
             transform=_augmentation(s["seed"]) if s["augment"] else None, l2=s["l2"],
@@ -241,11 +282,15 @@ def run_training(args) -> int:
             extra={"model": description, "settings": s},
         )
     except tr.NonFiniteLossError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
+        if root:
+            print(f"cnnlab: error: {e}", file=sys.stderr)
         return 1
     if history.interrupted:
-        print(f"stopped; continue with: cnnlab train --resume {out}")
+        if root:
+            print(f"stopped; continue with: cnnlab train --resume {out}")
         return 130
+    if not root:
+        return 0
     seconds = time.perf_counter() - start
     result = test_metrics(model, test)
     report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
