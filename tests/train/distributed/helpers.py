@@ -67,6 +67,6 @@ def show(result) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
-def cnnlab_errors(result) -> list[str]:
+def cnnlab_errors(stderr: str) -> list[str]:
     """The lines cnnlab printed as errors (the launcher adds its own report around them)."""
-    return [ln for ln in result.stderr.splitlines() if ln.startswith("cnnlab: error: ")]
+    return [ln for ln in stderr.splitlines() if ln.startswith("cnnlab: error: ")]

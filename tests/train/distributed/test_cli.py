@@ -59,7 +59,7 @@ def test_mpiexec_without_the_extra_is_one_line_from_rank_0(tmp_path, mpiexec, da
     r = run([mpiexec, "-n", 2, *cnnlab("train", "--data-dir", data, "--out", "run", *SMALL)],
             cwd=tmp_path, env=env)
     assert r.returncode != 0, show(r)
-    assert cnnlab_errors(r) == [
+    assert cnnlab_errors(r.stderr) == [
         "cnnlab: error: this process was started by mpiexec as rank 0 of 2: data-parallel "
         "training needs mpi4py and an MPI library, which are not installed (No module named "
         "'mpi4py'); install them with: pip install \"cnnlab[mpi]\""], show(r)
@@ -77,7 +77,7 @@ def test_ranks_that_disagree_on_the_settings_stop_at_start(tmp_path, mpiexec, da
     r = run(_two_commands(mpiexec, (*base, "--lr", "0.01"), (*base, "--lr", "0.02")),
             cwd=tmp_path)
     assert r.returncode != 0, show(r)
-    assert cnnlab_errors(r) == [
+    assert cnnlab_errors(r.stderr) == [
         "cnnlab: error: the processes disagree: rank 1 (host {h}) differs from rank 0 (host {h}) "
         "in lr=0.02 vs 0.01; start every process with the same command, data and cnnlab "
         "version".format(h=socket.gethostname())], show(r)
@@ -90,7 +90,7 @@ def test_ranks_that_see_other_data_stop_at_start(tmp_path, mpiexec, data):
     r = run(_two_commands(mpiexec, ("train", "--data-dir", data, "--out", "run", *SMALL),
                           ("train", "--data-dir", other, "--out", "run", *SMALL)), cwd=tmp_path)
     assert r.returncode != 0, show(r)
-    [line] = cnnlab_errors(r)
+    [line] = cnnlab_errors(r.stderr)
     assert line.startswith("cnnlab: error: the processes disagree: rank 1"), show(r)
     assert "data_dir=" in line and "train data" in line, line
 
@@ -102,7 +102,7 @@ def test_a_rank_that_cannot_read_its_data_stops_every_rank(tmp_path, mpiexec, da
             cwd=tmp_path)
     assert r.returncode != 0, show(r)
     host = socket.gethostname()
-    assert cnnlab_errors(r) == [
+    assert cnnlab_errors(r.stderr) == [
         f"cnnlab: error: rank 1 of 2 (host {host}): {missing}: no such directory (mnist root)"
     ], show(r)
     assert "Traceback" not in r.stderr
