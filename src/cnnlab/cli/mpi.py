@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from cnnlab.cli.common import CLIError
@@ -87,7 +88,8 @@ def mpi_world(args):
     try:
         world = init_world(timeout=getattr(args, "mpi_timeout", None) or 120.0)
     except ImportError as e:
-        if launched_rank() != 0:
+        if launched_rank() != 0:  # silent; give rank 0 time to say why before the launcher
+            time.sleep(3)         # ends the run on this process's exit
             sys.exit(2)
         raise CLIError(str(e)) from None
     if world is not None and "CNNLAB_NUM_THREADS" not in os.environ:
