@@ -119,3 +119,15 @@ def test_processes_without_mpiexec_names_the_extra(tmp_path, data):
     assert r.stderr.strip() == (
         "cnnlab: error: --processes 2 needs mpi4py and an MPI library, which are not installed "
         "(No module named 'mpi4py'); install them with: pip install \"cnnlab[mpi]\"")
+
+
+def test_a_loss_that_diverges_stops_every_process_with_one_line(tmp_path, mpiexec, data):
+    r = run([mpiexec, "-n", 2, *cnnlab("train", "--data-dir", data, "--epochs", 2, "--out", "run",
+                                        "--optimizer", "sgd", "--lr", "1e6", *SMALL)],
+            cwd=tmp_path)
+    assert r.returncode == 1, show(r)
+    [line] = cnnlab_errors(r.stderr)
+    assert line.startswith("cnnlab: error: fit: the loss became nan at epoch 1, step "), line
+    assert line.endswith("training stopped before this update, the last checkpoint is intact. "
+                         "Try a lower learning rate."), line
+    assert "Traceback" not in r.stderr
