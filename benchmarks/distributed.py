@@ -15,13 +15,14 @@ call, the wait for the slower process included; "allreduce alone" is the same bu
 Allreduce after a barrier (communication only).
 
 (3): bytes = parameters x 4 (float32); a ring allreduce moves 2 (p - 1) / p times the buffer
-through each link, so time = bytes x 8 x 2 (p - 1) / p / bandwidth (latency neglected). The
-per-image time is one training step of the model at its input size divided by the batch, one
-thread (measured here at batch 32, or 2 for 224x224 models; median of 3 steps after a
-warm-up). Compute hides the allreduce when a
-process's step (its batch x per-image time) lasts as long as it (with overlap of backward and
-communication, which cnnlab does not do yet, it would hide it at that batch; without overlap
-that is where communication costs half of the step).
+through each link, so time = bytes x 8 x 2 (p - 1) / p / bandwidth (latency neglected). A
+step on b images takes t(b) = t0 + b t_img (one thread, the model's input size): t(b) and
+t(2b) are measured (b = 16 for 32x32 models, 1 for 224x224; median of 2 steps after a
+warm-up), t_img = (t(2b) - t(b)) / b is the cost of one more image, t0 the rest (the update,
+the weight gradients' fixed part). A process's step hides the allreduce from the batch per
+process b with t(b) >= allreduce time. (With backward and communication overlapped, which
+cnnlab does not do yet, that batch would hide it; without overlap it is the batch at which
+communication costs half of the step.)
 """
 
 from __future__ import annotations
@@ -94,21 +95,19 @@ def steps(args) -> None:
                   f"{1 / step:.2f} steps/s ({1000 * step:.1f} ms/step){extra}", flush=True)
 
 
-def _per_image_seconds(name: str, batch: int) -> float:
-    model = models.get(name, seed=0)
-    shape = (batch, *model.input_shape)
+def _step_seconds(model, batch: int, rounds: int = 2) -> float:
+    """Median time of a training step on ``batch`` random images (after a warm-up)."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=shape).astype(np.float32)
+    x = rng.normal(size=(batch, *model.input_shape)).astype(np.float32)
     y = rng.integers(0, 10, batch)
-    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.0),  # timing only
-                      verbose=False)
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.0), verbose=False)  # timing only
     trainer.train_step(x, y)
     times = []
-    for _ in range(3):
+    for _ in range(rounds):
         t0 = time.perf_counter()
         trainer.train_step(x, y)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / batch
+    return statistics.median(times)
 
 
 def model_table(args) -> None:
@@ -117,19 +116,22 @@ def model_table(args) -> None:
     ring = 2 * (p - 1) / p
     print(f"p = {p} processes (ring factor 2(p-1)/p = {ring:.2f}); one thread per process\n")
     print("| model | parameters | MB per step | 1 Gbit/s | 10 Gbit/s | 100 Gbit/s | "
-          "ms per image | batch/process hiding 1 / 10 / 100 Gbit/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+          "step at b / 2b images | ms per image | b hiding 1 / 10 / 100 Gbit/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     names = args.only.split(",") if args.only else models.names()
     for name in names:
         model = models.get(name, seed=0)
         n = sum(p_.data.size for p_ in model.parameters())
         nbytes = 4 * n
         secs = [nbytes * 8 * ring / (g * 1e9) for g in (1, 10, 100)]
-        batch = 32 if model.input_shape[0] <= 32 else 2
-        t_img = _per_image_seconds(name, batch)
-        hide = [max(1, int(np.ceil(s / t_img))) for s in secs]
-        print(f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.1f} ms | "
-              f"{1000 * secs[1]:.2f} ms | {1000 * secs[2]:.3f} ms | {1000 * t_img:.1f} | "
+        b = 16 if model.input_shape[0] <= 32 else 1
+        t1, t2 = _step_seconds(model, b), _step_seconds(model, 2 * b)
+        t_img = max(t2 - t1, 1e-9) / b  # the cost of one more image; the rest is per step
+        fixed = max(t1 - b * t_img, 0.0)
+        hide = [max(1, int(np.ceil((s - fixed) / t_img))) for s in secs]
+        print(f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.0f} ms | "
+              f"{1000 * secs[1]:.1f} ms | {1000 * secs[2]:.2f} ms | {1000 * t1:.0f} / "
+              f"{1000 * t2:.0f} ms (b={b}) | {1000 * t_img:.1f} | "
               f"{hide[0]} / {hide[1]} / {hide[2]} |", flush=True)
 
 
