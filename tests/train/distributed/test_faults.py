@@ -51,9 +51,9 @@ def _rank_pid(mpiexec_pid: int, rank: int) -> int | None:
     return None
 
 
-def _start_and_hit(tmp_path, mpiexec, data, sig, *extra):
-    """Start a long 2-process run, wait for its first checkpoint, send ``sig`` to rank 1;
-    returns (the finished mpiexec, its stderr, seconds from the signal to the end)."""
+def _start_and_hit(tmp_path, mpiexec, data, sig, *extra, ranks=(1,)):
+    """Start a long 2-process run, wait for its first checkpoint, send ``sig`` to ``ranks``;
+    returns (the finished mpiexec, its stdout, its stderr, seconds from the signal to the end)."""
     cmd = [mpiexec, "-n", "2", *cnnlab("train", "--data-dir", data, "--epochs", 500,
                                        "--batch-size", 16, "--num-classes", 4, "--out", "run",
                                        "--quiet", *extra)]
@@ -65,12 +65,13 @@ def _start_and_hit(tmp_path, mpiexec, data, sig, *extra):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
-        victim = _rank_pid(proc.pid, 1)
-        assert victim is not None, "rank 1 not found"
-        os.kill(victim, sig)
+        victims = [_rank_pid(proc.pid, r) for r in ranks]
+        assert None not in victims, f"ranks {ranks} not all found: {victims}"
+        for victim in victims:
+            os.kill(victim, sig)
         hit = time.monotonic()
         out, err = proc.communicate(timeout=BOUND)
-        return proc, err, time.monotonic() - hit
+        return proc, out, err, time.monotonic() - hit
     finally:
         if proc.poll() is None:  # never leave a run behind, whatever failed above
             for pid in _descendants(proc.pid):
@@ -95,7 +96,7 @@ def data(tmp_path_factory):
 
 
 def test_a_killed_rank_stops_the_run_and_resume_continues(tmp_path, mpiexec, data):
-    proc, err, seconds = _start_and_hit(tmp_path, mpiexec, data, signal.SIGKILL)
+    proc, out, err, seconds = _start_and_hit(tmp_path, mpiexec, data, signal.SIGKILL)
     assert proc.returncode != 0
     assert seconds < BOUND
     assert cnnlab_errors(err) == [
@@ -107,7 +108,7 @@ def test_a_killed_rank_stops_the_run_and_resume_continues(tmp_path, mpiexec, dat
 
 
 def test_a_frozen_rank_stops_the_run_at_the_deadline(tmp_path, mpiexec, data):
-    proc, err, seconds = _start_and_hit(tmp_path, mpiexec, data, signal.SIGSTOP,
+    proc, out, err, seconds = _start_and_hit(tmp_path, mpiexec, data, signal.SIGSTOP,
                                         "--mpi-timeout", 3)
     assert proc.returncode != 0
     assert seconds < BOUND
@@ -115,4 +116,14 @@ def test_a_frozen_rank_stops_the_run_at_the_deadline(tmp_path, mpiexec, data):
     assert lines and lines[0].startswith("cnnlab: error: rank 0: no answer from the other "
                                          "processes within 3 s during "), err
     assert lines[0].endswith("(a process died or hangs); stopping every process of the run")
+    _resume(tmp_path)
+
+
+def test_sigint_to_the_processes_stops_all_after_the_same_step(tmp_path, mpiexec, data):
+    # what Ctrl-C does to one process: every rank stops after the step the first SIGINT was
+    # seen in (a flag in the gradient allreduce), rank 0 saves the exact position
+    proc, out, err, seconds = _start_and_hit(tmp_path, mpiexec, data, signal.SIGINT, ranks=(0, 1))
+    assert proc.returncode == 130, err
+    assert out.count("stopped; continue with: cnnlab train --resume run") == 1
+    assert cnnlab_errors(err) == [], err
     _resume(tmp_path)
