@@ -108,7 +108,7 @@ def test_a_rank_that_cannot_read_its_data_stops_every_rank(tmp_path, mpiexec, da
     assert "Traceback" not in r.stderr
 
 
-def test_processes_without_mpiexec_names_the_extra(tmp_path, data):
+def test_processes_without_the_extra_names_it(tmp_path, data):
     env = mpi_env()
     fake = tmp_path / "no_mpi4py" / "mpi4py"
     fake.mkdir(parents=True)
