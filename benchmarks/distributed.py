@@ -124,6 +124,10 @@ def model_table(args) -> None:
         n = sum(p_.data.size for p_ in model.parameters())
         nbytes = 4 * n
         secs = [nbytes * 8 * ring / (g * 1e9) for g in (1, 10, 100)]
+        if name in args.untimed.split(","):
+            print(f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.0f} ms | "
+                  f"{1000 * secs[1]:.1f} ms | {1000 * secs[2]:.2f} ms | not timed | | |")
+            continue
         b = 16 if model.input_shape[0] <= 32 else 1
         t1, t2 = _step_seconds(model, b), _step_seconds(model, 2 * b)
         t_img = max(t2 - t1, 1e-9) / b  # the cost of one more image; the rest is per step
@@ -145,6 +149,7 @@ def main() -> None:
     m = sub.add_parser("model-table")
     m.add_argument("--processes", type=int, default=8)
     m.add_argument("--only", default=None, help="comma-separated model names")
+    m.add_argument("--untimed", default="", help="models listed without timing (the slow ones)")
     args = ap.parse_args()
     steps(args) if args.what == "steps" else model_table(args)
 
