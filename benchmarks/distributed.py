@@ -15,14 +15,12 @@ call, the wait for the slower process included; "allreduce alone" is the same bu
 Allreduce after a barrier (communication only).
 
 (3): bytes = parameters x 4 (float32); a ring allreduce moves 2 (p - 1) / p times the buffer
-through each link, so time = bytes x 8 x 2 (p - 1) / p / bandwidth (latency neglected). A
-step on b images takes t(b) = t0 + b t_img (one thread, the model's input size): t(b) and
-t(2b) are measured (b = 16 for 32x32 models, 1 for 224x224; median of 2 steps after a
-warm-up), t_img = (t(2b) - t(b)) / b is the cost of one more image, t0 the rest (the update,
-the weight gradients' fixed part). A process's step hides the allreduce from the batch per
-process b with t(b) >= allreduce time. (With backward and communication overlapped, which
-cnnlab does not do yet, that batch would hide it; without overlap it is the batch at which
-communication costs half of the step.)
+through each link, so time = bytes x 8 x 2 (p - 1) / p / bandwidth (latency neglected).
+t_img = t(2b) / 2b, the time of a training step on 2b images (one thread, the model's input
+size; b = 16 for 32x32 models, 1 for 224x224; median of 2 steps after a warm-up) per image;
+the batch per process that hides the allreduce is the smallest b with b x t_img >= its time
+(free with backward and communication overlapped, which cnnlab does not do yet), and the last
+column is what the allreduce costs of a 32-image-per-process step without overlap.
 """
 
 from __future__ import annotations
@@ -116,27 +114,25 @@ def model_table(args) -> None:
     ring = 2 * (p - 1) / p
     print(f"p = {p} processes (ring factor 2(p-1)/p = {ring:.2f}); one thread per process\n")
     print("| model | parameters | MB per step | 1 Gbit/s | 10 Gbit/s | 100 Gbit/s | "
-          "step at b / 2b images | ms per image | b hiding 1 / 10 / 100 Gbit/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "ms per image (1 thread) | batch per process hiding it, 1 / 10 / 100 Gbit/s | "
+          "allreduce share of a 32-image step, 1 / 10 / 100 Gbit/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     names = args.only.split(",") if args.only else models.names()
     for name in names:
         model = models.get(name, seed=0)
         n = sum(p_.data.size for p_ in model.parameters())
         nbytes = 4 * n
         secs = [nbytes * 8 * ring / (g * 1e9) for g in (1, 10, 100)]
+        row = (f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.0f} ms | "
+               f"{1000 * secs[1]:.1f} ms | {1000 * secs[2]:.2f} ms |")
         if name in args.untimed.split(","):
-            print(f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.0f} ms | "
-                  f"{1000 * secs[1]:.1f} ms | {1000 * secs[2]:.2f} ms | not timed | | |")
+            print(row + " not timed | | |", flush=True)
             continue
         b = 16 if model.input_shape[0] <= 32 else 1
-        t1, t2 = _step_seconds(model, b), _step_seconds(model, 2 * b)
-        t_img = max(t2 - t1, 1e-9) / b  # the cost of one more image; the rest is per step
-        fixed = max(t1 - b * t_img, 0.0)
-        hide = [max(1, int(np.ceil((s - fixed) / t_img))) for s in secs]
-        print(f"| {name} | {n:,} | {nbytes / 1e6:.1f} | {1000 * secs[0]:.0f} ms | "
-              f"{1000 * secs[1]:.1f} ms | {1000 * secs[2]:.2f} ms | {1000 * t1:.0f} / "
-              f"{1000 * t2:.0f} ms (b={b}) | {1000 * t_img:.1f} | "
-              f"{hide[0]} / {hide[1]} / {hide[2]} |", flush=True)
+        t_img = _step_seconds(model, 2 * b) / (2 * b)
+        hide = " / ".join(str(max(1, int(np.ceil(s_ / t_img)))) for s_ in secs)
+        share = " / ".join(f"{100 * s_ / (s_ + 32 * t_img):.2f}%" for s_ in secs)
+        print(row + f" {1000 * t_img:.1f} | {hide} | {share} |", flush=True)
 
 
 def main() -> None:
