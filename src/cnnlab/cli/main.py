@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
                    help="classes of the new head (default: the dataset's)")
     t.add_argument("--quiet", action="store_true", help="no progress display")
+    # data-parallel training on MPI (issue 18): `mpiexec -n N cnnlab train ...` or --processes
+    t.add_argument("--processes", type=_positive_int("--processes"), default=None,
+                   help="train on N processes of this machine (runs mpiexec; needs the mpi "
+                   "extra); on several machines run mpiexec -n N --hostfile FILE cnnlab train")
+    t.add_argument("--sync-bn", action="store_true", default=None,
+                   help="with several processes: batch-norm statistics of the global batch "
+                   "(default: each process normalises its share with its own)")
+    t.add_argument("--mpi-timeout", type=_nonnegative_float("--mpi-timeout"), default=None,
+                   metavar="SECONDS", help="with several processes: stop every process when "
+                   "one gives no answer for this long (default 120)")
 
     e = sub.add_parser("evaluate", help="test metrics, report and confusion matrix of a checkpoint")
     e.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by train")

@@ -37,6 +37,7 @@ DEFAULTS = {
     "train_dev_fraction": 0.0,  # the course's training-dev set (issue 13)
     "dev_data": None,
     "test_data": None,
+    "sync_bn": None,
 }
 _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
                "adam": 0.001, "adamw": 0.001}
@@ -208,9 +209,29 @@ def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
 
 
 def run_training(args) -> int:
+    # several processes (issue 18): `--processes N` starts mpiexec; inside it, see cli/mpi.py
+    from cnnlab.train.distributed.world import launched_size
+
+    if getattr(args, "processes", None) and launched_size() <= 1:
+        from cnnlab.cli.mpi import launch
+
+        return launch(args)
+    from cnnlab.cli.mpi import mpi_world, run_agreed
+
+    world = mpi_world(args)
+    if world is None:
+        return _run_training(args, None)
+    return run_agreed(world, lambda: _run_training(args, world))
+
+
+def _run_training(args, world) -> int:
+    if world is not None:
+        from cnnlab.cli.mpi import share_out
+
+        share_out(world, args, _settings)
     settings, out, resume_from = _settings(args)
     with contextlib.ExitStack() as cleanup:  # releases the folder's lock, however it ends
-        return _train(args, settings, out, resume_from, cleanup)
+        return _train(args, world, settings, out, resume_from, cleanup)
 
 
 def _take_folder(out: Path, resuming: bool, verbose: bool):
@@ -237,11 +258,12 @@ def _take_folder(out: Path, resuming: bool, verbose: bool):
     return lock
 
 
-def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -> int:
+def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cleanup) -> int:
     from cnnlab import train as tr
 
+    root = world is None or world.is_root  # the process that writes and prints
     resuming = resume_from is not None
-    verbose = not args.quiet
+    verbose = not args.quiet and root
     s = settings
     splits = run_splits(s)
     train_ds, val_ds, test = splits["train"], splits["dev"], splits["test"]
@@ -282,6 +304,10 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
             raise CLIError(f"--freeze {prefix!r} matches no parameter; names start with: "
                            f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
 
+    if world is not None and s.get("sync_bn"):
+        from cnnlab.train.distributed import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model, world)
     optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"])
     callbacks = [
         tr.ModelCheckpoint(out, monitor="val_loss" if val_ds is not None else "loss"),
@@ -294,17 +320,32 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
     description = {"name": s["model"], "num_classes": num_classes, "input_shape": input_shape,
                    "dropout": s["dropout"], "dataset": s["dataset"], "data_dir": s["data_dir"],
                    "classes": [str(c) for c in classes][:num_classes]}
-    cleanup.callback(_take_folder(out, resuming, verbose).release)
-    if not resuming:
-        write_json(out / "config.json", s)
+    if world is not None:
+        from cnnlab.cli.mpi import check_start
+
+        check_start(world, s, model, train_ds, val_ds)
+    if root:
+        cleanup.callback(_take_folder(out, resuming, verbose).release)
+        if not resuming:
+            write_json(out / "config.json", s)
     if verbose:
         what = "resuming" if resuming else "training"
         held = "" if train_dev is None else f"{len(train_dev)} train-dev, "
+        procs = "" if world is None else f" on {world.size} processes"
         print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, {held}"
-              f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images) -> {out}")
+              f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images){procs} "
+              f"-> {out}")
     start = time.perf_counter()
+    if world is None:
+        fit = tr.fit
+    else:
+        from functools import partial
+
+        from cnnlab.train.distributed import fit as distributed_fit
+
+        fit = partial(distributed_fit, world)
     try:
-        history = tr.fit(
+        history = fit(
             model, train_ds, val_ds, optimizer=optimizer, epochs=s["epochs"],
             batch_size=s["batch_size"], callbacks=callbacks, seed=s["seed"],
             transform=_augmentation(s["seed"]) if s["augment"] else None, l2=s["l2"],
@@ -313,11 +354,15 @@ def _train(args, settings: dict, out: Path, resume_from: Path | None, cleanup) -
             eval_sets=None if train_dev is None else {"train_dev": train_dev},
         )
     except tr.NonFiniteLossError as e:  # also NonFiniteStateError
-        print(f"cnnlab: error: {e}", file=sys.stderr)
+        if root:
+            print(f"cnnlab: error: {e}", file=sys.stderr)
         return 1
     if history.interrupted:
-        print(f"stopped; continue with: cnnlab train --resume {out}")
+        if root:
+            print(f"stopped; continue with: cnnlab train --resume {out}")
         return 130
+    if not root:
+        return 0
     seconds = time.perf_counter() - start
     result = test_metrics(model, test)
     report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}

@@ -220,6 +220,11 @@ class Trainer:
         for m, name, value in buffers:
             setattr(m, name, value)
 
+    def _before_update(self) -> None:
+        """Hook between backward and the update (clipping, then ``optimizer.step()``): the
+        data-parallel trainer (``cnnlab.train.distributed``) averages the gradients of its
+        processes here. One process has nothing to do."""
+
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
         """One forward/backward/update. When it stops before the update (a non-finite loss,
         Ctrl-C), the dropout generators and batch-norm statistics are put back as they were,
@@ -243,6 +248,7 @@ class Trainer:
                 )
             self.optimizer.zero_grad()
             loss.backward()
+            self._before_update()
             if self.clip_norm:
                 from cnnlab.optim import clip_grad_norm
 
