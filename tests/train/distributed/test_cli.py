@@ -31,8 +31,10 @@ def test_two_processes_then_resume_on_one_then_on_two(tmp_path, mpiexec, data):
     assert r.returncode == 0, show(r)
     run_dir = tmp_path / "run"
     assert r.stdout.count("test accuracy") == 1, show(r)  # rank 0 alone prints
-    assert sorted(p.name for p in run_dir.iterdir() if p.suffix != ".png") == [
-        "best.npz", "config.json", "history.csv", "history.jsonl", "last.npz", "metrics.json"]
+    written = sorted(p.name for p in run_dir.iterdir()
+                     if p.suffix != ".png" and not p.name.startswith("."))  # .lock: the owner's
+    assert written == ["best.npz", "config.json", "history.csv", "history.jsonl", "last.npz",
+                       "metrics.json", "timing.json"]
     assert len(_history(run_dir)) == 2  # header + epoch 1
     first = load_checkpoint(run_dir / "last.npz")
     assert first["meta"]["epoch"] == 1 and first["meta"]["step"] == 6  # ceil(86 / 16) steps

@@ -161,13 +161,14 @@ def fit(world, model, train, val=None, *, loss="cross_entropy", optimizer=None,
         epochs: int = 1, batch_size: int = 32, metrics=("accuracy",), callbacks=(),
         seed: int = 0, shuffle: bool = True, transform=None, l2: float = 0.0,
         clip_norm: float | None = None, resume=None, verbose: bool = True,
-        extra: dict | None = None):
+        extra: dict | None = None, eval_sets: dict | None = None):
     """:func:`cnnlab.train.fit` on every process of ``world``: same arguments, same result.
 
     Each process builds the same model and optimizer and calls this; ``train`` is a Dataset or
     a pair of arrays (every process holds it: each reads only its share of every batch).
     ``batch_size`` is the GLOBAL batch. Rank 0's weights are broadcast first (after ``resume``,
-    which every process reads). Returns the History (the same on every process: training
+    which every process reads). ``val`` and ``eval_sets`` are evaluated whole on every process,
+    as in one process. Returns the History (the same on every process: training
     metrics are averaged over all the images of the epoch).
     """
     if isinstance(train, DataLoader):
@@ -189,8 +190,13 @@ def fit(world, model, train, val=None, *, loss="cross_entropy", optimizer=None,
     if resume is not None:
         trainer.resume(resume)
     broadcast_model(world, model)
-    if val is not None and not isinstance(val, DataLoader):
-        if isinstance(val, (tuple, list)) and len(val) == 2:
-            val = (np.asarray(val[0]), np.asarray(val[1]))
-        val = DataLoader(val, batch_size, shuffle=False, seed=seed)
-    return trainer.run(loader, val, epochs)
+
+    def whole(data):  # evaluated in full on every process
+        if data is None or isinstance(data, DataLoader):
+            return data
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            data = (np.asarray(data[0]), np.asarray(data[1]))
+        return DataLoader(data, batch_size, shuffle=False, seed=seed)
+
+    extra_sets = {name: whole(d) for name, d in (eval_sets or {}).items()}
+    return trainer.run(loader, whole(val), epochs, extra_sets)
