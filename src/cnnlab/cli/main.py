@@ -27,7 +27,7 @@ _nonnegative_float, _fraction = nonnegative_float, fraction
 
 
 # Modules that register a command of their own (see build_parser); one line each.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["cnnlab.cli.tune"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "adamw (default adam)")
     t.add_argument("--lr", type=_nonnegative_float("--lr"), default=None,
                    help="learning rate (default 0.001 for adam/rmsprop, 0.01 for sgd)")
+    t.add_argument("--beta", type=_fraction("--beta"), default=None,
+                   help="momentum's beta (momentum, nesterov), RMSprop's beta, Adam's beta1 "
+                   "(default 0.9)")
     t.add_argument("--schedule", default=None,
                    help="learning-rate schedule: none, step, exponential, inverse, sqrt, cosine")
     t.add_argument("--l2", type=_nonnegative_float("--l2"), default=None,
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
                    help="classes of the new head (default: the dataset's)")
     t.add_argument("--quiet", action="store_true", help="no progress display")
+    t.add_argument("--config", metavar="FILE", default=None,
+                   help="a JSON object of train options (e.g. cnnlab tune's best.json); "
+                   "flags given on the command line win")
 
     e = sub.add_parser("evaluate", help="test metrics, report and confusion matrix of a checkpoint")
     e.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by train")

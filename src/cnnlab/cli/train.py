@@ -23,6 +23,7 @@ DEFAULTS = {
     "batch_size": 64,
     "optimizer": "adam",
     "lr": None,  # per optimizer, below
+    "beta": None,  # the optimizer's own default (0.9)
     "schedule": "none",
     "l2": 0.0,
     "dropout": None,
@@ -95,20 +96,24 @@ def _settings(args) -> tuple[dict, Path, bool]:
     return settings, out, False
 
 
-def _optimizer(name: str, params, lr: float):
+def _optimizer(name: str, params, lr: float, beta: float | None = None):
     from cnnlab import optim
 
     if name == "sgd":
+        if beta is not None:
+            raise CLIError("--beta: plain sgd has no beta; use --optimizer momentum, nesterov, "
+                           "rmsprop, adam or adamw")
         return optim.SGD(params, lr=lr)
+    b = 0.9 if beta is None else beta
     if name == "momentum":
-        return optim.SGD(params, lr=lr, momentum=0.9)
+        return optim.SGD(params, lr=lr, momentum=b)
     if name == "nesterov":
-        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+        return optim.SGD(params, lr=lr, momentum=b, nesterov=True)
     if name == "rmsprop":
-        return optim.RMSprop(params, lr=lr)
+        return optim.RMSprop(params, lr=lr, beta=b)
     if name == "adam":
-        return optim.Adam(params, lr=lr)
-    return optim.AdamW(params, lr=lr)
+        return optim.Adam(params, lr=lr, beta1=b)
+    return optim.AdamW(params, lr=lr, beta1=b)
 
 
 def _schedule(name: str, lr: float, epochs: int):
@@ -162,10 +167,15 @@ def test_metrics(model, dataset) -> dict:
     }
 
 
-def run_training(args) -> int:
+def run_training(args, callbacks=()) -> int:
+    """``cnnlab train``; ``callbacks``: more fit callbacks (cnnlab tune reports each epoch)."""
     from cnnlab import train as tr
     from cnnlab.data import train_dev_split
 
+    if getattr(args, "config", None):
+        from cnnlab.cli.train_config import apply_config
+
+        apply_config(args)
     settings, out, resuming = _settings(args)
     verbose = not args.quiet
     s = settings
@@ -212,11 +222,12 @@ def run_training(args) -> int:
             raise CLIError(f"--freeze {prefix!r} matches no parameter; names start with: "
                            f"{', '.join(sorted({n.split('.')[0] for n in names}))}")
 
-    optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"])
+    optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"], s.get("beta"))
     callbacks = [
         tr.ModelCheckpoint(out, monitor="val_loss" if val_ds is not None else "loss"),
         tr.CSVLogger(out / "history.csv"),
         tr.JSONLogger(out / "history.jsonl"),
+        *callbacks,
     ]
     schedule = _schedule(s["schedule"], s["lr"], s["epochs"])
     if schedule is not None:
