@@ -185,11 +185,12 @@ def run(args) -> int:
     folder, url, name, heartbeat, settings = _where(args)
     with user_errors():
         try:
+            if settings is not None:
+                folder.mkdir(parents=True, exist_ok=True)
             storage = st.open_storage(url, heartbeat)
             if settings is None:
                 study, settings = st.load(storage, name)
             else:
-                folder.mkdir(parents=True, exist_ok=True)
                 study = st.create_or_join(storage, name, settings)
                 write_json(folder / "tune.json", {"storage": url, "study": name,
                                                   "heartbeat": heartbeat})

@@ -63,8 +63,9 @@ def trial_rows(study, settings: dict) -> list[dict]:
         row = {"trial": t.number, "round": a["round"], "slot": a["slot"], "state": t.state.name,
                settings["optimize"]: t.value if t.state.name == "COMPLETE" else None}
         row.update(_params(t, space))
+        metrics = a.get("metrics", {})
         for k in _METRIC_COLUMNS:
-            row[k] = a.get(k)
+            row[k] = metrics.get(k)
         row["pruned"] = t.state.name == "PRUNED"
         if row["seconds"] is None and t.datetime_start and end:
             row["seconds"] = (end - t.datetime_start).total_seconds()
@@ -124,8 +125,9 @@ def _atomic_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def write_results(study, settings: dict, study_dir, rounds_done: int) -> dict:
-    """Write trials.csv, best.json, summary.json and the plots; returns the summary."""
+def write_results(study, settings: dict, study_dir, rounds_done: int,
+                  plots: bool = True) -> dict:
+    """Write trials.csv, best.json, summary.json (and the plots); returns the summary."""
     study_dir = Path(study_dir)
     rows = trial_rows(study, settings)
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -149,7 +151,8 @@ def write_results(study, settings: dict, study_dir, rounds_done: int) -> dict:
                            settings["optimize"]: best.value, "options": options,
                            "run": f"trials/{best.number:05d}"}
     _atomic_text(study_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _plots(study_dir / "plots", rows, settings)
+    if plots:
+        _plots(study_dir / "plots", rows, settings)
     return summary
 
 
@@ -189,6 +192,6 @@ def _plots(folder: Path, rows: list[dict], settings: dict) -> None:
         ax.set_ylabel(metric)
         if len(rounds) > 1:
             ax.legend(fontsize=8)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.16, bottom=0.15, right=0.97, top=0.95)
         fig.savefig(folder / f"{p.name}.png", dpi=90)
         plt.close(fig)

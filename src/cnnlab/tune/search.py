@@ -143,8 +143,8 @@ class _Pool:
         elif status != 0:
             log = self.dir / "logs" / f"round{self.r}-worker{k}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty)"]
-            raise RuntimeError(f"tune worker {k} exited with status {status} before running "
-                               f"a trial; {log}: {tail[0]}")
+            raise RuntimeError(f"tune worker {k} exited with status {status}; {log}: "
+                               f"{tail[0]}")
 
     def stop(self) -> None:
         """Close the workers' stdin: each fails its trial (its slot re-runs) and exits."""
@@ -188,7 +188,8 @@ def run_search(study, settings: dict, study_dir, *, workers: int = 1, objective=
             if "RUNNING" not in states:
                 break
             time.sleep(poll)  # another machine's trials, or a dead one's (heartbeat goes stale)
-        summary = res.write_results(study, settings, study_dir, r)
+        last = r == settings["rounds"]
+        summary = res.write_results(study, settings, study_dir, r, plots=last)
         out(res.summary_text(summary["rounds"][-1], settings["optimize"]))
     return summary
 

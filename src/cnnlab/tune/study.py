@@ -65,9 +65,12 @@ def open_storage(url: str, heartbeat: int = 10):
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=int(heartbeat),
-                          grace_period=3 * int(heartbeat),
-                          heartbeat_stale_trial_callback=_retry())
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs,
+                             heartbeat_interval=int(heartbeat), grace_period=3 * int(heartbeat),
+                             heartbeat_stale_trial_callback=_retry())
+        if url.startswith("sqlite"):
+            _sqlite_wal(storage)
+        return storage
     except (ImportError, ModuleNotFoundError) as e:
         extra = "tune-postgres" if "psycopg" in str(e) else "tune"
         raise ImportError(f"storage {_safe(url)} needs a driver ({e}): pip install "
@@ -77,6 +80,24 @@ def open_storage(url: str, heartbeat: int = 10):
     except Exception as e:  # SQLAlchemy's connection errors: one line, no password
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectionError(f"storage {_safe(url)}: cannot open it ({first})") from None
+
+
+def _sqlite_wal(storage) -> None:
+    """SQLite in write-ahead-log mode: readers do not wait for the writer, and a commit is not
+    an fsync (synchronous=NORMAL: a crash of a process loses nothing committed; only a power
+    cut may lose the last transactions)."""
+    import sqlalchemy
+
+    engine = storage.engine
+
+    def on_connect(connection, record):
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener get the settings too
 
 
 def _retry():

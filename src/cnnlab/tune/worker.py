@@ -83,6 +83,7 @@ def run_one(study, settings: dict, frozen, space, objective, worker: str, emit,
         trial = optuna.Trial(study, trial_id)
         params = {p.name: suggest(trial, p) for p in space}
         trial.set_user_attr("worker", worker)
+        trial.set_user_attr("pid", os.getpid())  # whom to ask (or kill) about this trial
         history = frozen.system_attrs.get("retry_history")
         if history:  # this slot's previous try died mid-trial
             trial.set_user_attr("retry_of", history[-1])
@@ -98,8 +99,7 @@ def run_one(study, settings: dict, frozen, space, objective, worker: str, emit,
             metrics, error = {}, f"{type(e).__name__}: {e}".splitlines()[0]
         metrics.setdefault("seconds", time.perf_counter() - start)
         metrics["pruned"] = reporter.pruned
-        for k, v in _metric_attrs(metrics).items():
-            trial.set_user_attr(k, v)
+        trial.set_user_attr("metrics", _metric_attrs(metrics))  # one write, not one each
         value = metrics.get(settings["optimize"])
         if error is None and metrics.get("error"):
             error = str(metrics["error"])
@@ -143,9 +143,9 @@ def _watch_stdin(study, current: dict) -> None:
     """The tuner holds our stdin: EOF means it is gone. Fail our trial (its slot re-runs) and
     exit, so that no orphan keeps training."""
     try:
-        while sys.stdin.buffer.read(1 << 16):
+        while os.read(0, 1 << 16):  # the raw fd: no buffer lock held at interpreter exit
             pass
-    except (OSError, ValueError):
+    except OSError:
         pass
     trial_id = current.get("trial_id")
     if trial_id is not None:
