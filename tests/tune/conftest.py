@@ -48,9 +48,9 @@ def _free_port() -> int:
 def postgres_url(optuna):
     """postgresql://postgres@127.0.0.1:PORT/tune on a server of our own, stopped at the end."""
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError:
-        _missing('psycopg2 is not installed (pip install "cnnlab[tune-postgres]")')
+        _missing('psycopg is not installed (pip install "cnnlab[tune-postgres]")')
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         _missing("PostgreSQL is not installed (apt-get install postgresql)")
@@ -70,7 +70,7 @@ def postgres_url(optuna):
     r = run(pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "start")
     assert r.returncode == 0, r.stdout + r.stderr
     try:
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
         import sqlalchemy
 
         engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")

@@ -59,6 +59,7 @@ def open_storage(url: str, heartbeat: int = 10):
     optuna = import_optuna()
     from optuna.storages import RDBStorage
 
+    url = _driver(url)
     engine_kwargs = {}
     if url.startswith("sqlite"):  # several processes write: wait for the lock, do not fail
         engine_kwargs = {"connect_args": {"timeout": 120}}
@@ -98,6 +99,21 @@ def _sqlite_wal(storage) -> None:
 
     sqlalchemy.event.listen(engine, "connect", on_connect)
     engine.dispose()  # connections opened before the listener get the settings too
+
+
+def _driver(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed: psycopg 3 (the
+    tune-postgres extra; SQLAlchemy 2.1's default) or else psycopg2. An explicit
+    ``postgresql+DRIVER://`` is left alone."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
+    raise ImportError(f"storage {_safe(url)} needs a PostgreSQL driver: pip install "
+                      '"cnnlab[tune-postgres]"')
 
 
 def _retry():
