@@ -163,21 +163,24 @@ def test_space_file(tmp_path):
 def test_narrow_log_range_by_hand():
     p = parse_spec("lr", "log:1e-5:1")
     # kept 1e-3 and 1e-2: t in [-3, -2], span 1; margin 0.1 * max(1, 0.1 * 5) = 0.1
+    # = [0.000794328, 0.0125893], rounded outwards to 3 significant digits
     q = narrow(p, [1e-3, 1e-2], p)
-    assert (q.low, q.high) == pytest.approx((10**-3.1, 10**-1.9))
+    assert (q.low, q.high) == (0.000794, 0.0126)
     # one kept value: the margin is a tenth of a tenth of the current range in t (5 decades)
-    q = narrow(p, [1e-3], p)
-    assert (q.low, q.high) == pytest.approx((10**-3.05, 10**-2.95))
+    q = narrow(p, [1e-3], p)  # [10^-3.05, 10^-2.95] = [0.000891251, 0.00112202]
+    assert (q.low, q.high) == (0.000891, 0.00113)
     # never outside the original range
+    # span log10(2) = 0.301, margin 0.1 * max(0.301, 0.5) = 0.05: high 2e-5 * 10^0.05 =
+    # 2.2440e-05 (rounded up: 2.25e-05); low 10^-5.05 is clipped to the original 1e-5
     q = narrow(p, [1e-5, 2e-5], p)
-    assert q.low == pytest.approx(1e-5) and q.high == pytest.approx(10 ** (math.log10(2e-5)
-                                                                          + 0.05))
+    assert (q.low, q.high) == (1e-5, 2.25e-5)
 
 
 def test_narrow_one_minus_log_by_hand():
     p = parse_spec("beta", "one-minus-log:0.9:0.9999")  # t = log10(1 - beta) in [-4, -1]
-    q = narrow(p, [0.99, 0.999], p)  # t in [-3, -2], margin 0.1 * max(1, 0.3)
-    assert (q.low, q.high) == pytest.approx((1 - 10**-1.9, 1 - 10**-3.1))
+    # t in [-3, -2], margin 0.1 * max(1, 0.3): 1 - v in [0.000794328, 0.0125893], rounded out
+    q = narrow(p, [0.99, 0.999], p)
+    assert (q.low, q.high) == pytest.approx((1 - 0.0126, 1 - 0.000794), abs=1e-15)
     assert q.kind == "one-minus-log"
 
 

@@ -243,11 +243,23 @@ def value_of(p: Param, optuna_params: dict):
     return 1.0 - v if p.kind == "one-minus-log" else v
 
 
+def _round_sig(v: float, up: bool, digits: int = 3) -> float:
+    """``v`` rounded to ``digits`` significant digits, up or down (never towards the inside
+    of a range when used on its ends)."""
+    if v == 0 or not math.isfinite(v):
+        return v
+    scale = 10.0 ** (math.floor(math.log10(abs(v))) - digits + 1)
+    q = v / scale
+    q = math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)
+    return float(f"{q * scale:.{digits}g}")
+
+
 def narrow(p: Param, kept_values, original: Param, margin: float = 0.1) -> Param:
     """Coarse to fine: ``p``'s range shrunk to the span of ``kept_values`` (the best trials'
     values) in the sampling coordinate t, widened on each side by ``margin`` times the larger
     of that span and a tenth of the current range (so one kept trial still leaves a range),
-    and never outside ``original``'s range. Choices are kept as they are.
+    rounded outwards to 3 significant digits (of 1 - v for one-minus-log), and never outside
+    ``original``'s range. Choices are kept as they are.
 
     In t: [min t_k - m, max t_k + m] clipped to [t(original.low), t(original.high)], with
     m = margin * max(max t_k - min t_k, 0.1 * (t(high) - t(low))).
@@ -260,7 +272,11 @@ def narrow(p: Param, kept_values, original: Param, margin: float = 0.1) -> Param
     m = margin * max(max(ts) - min(ts), 0.1 * (ends[1] - ends[0]))
     lo_t, hi_t = max(min(ts) - m, bounds[0]), min(max(ts) + m, bounds[1])
     lo, hi = sorted((p.from_t(lo_t), p.from_t(hi_t)))
-    lo, hi = max(lo, original.low), min(hi, original.high)  # rounding in from_t
+    if p.kind == "one-minus-log":  # 3 significant digits of 1 - v, outwards
+        lo, hi = 1.0 - _round_sig(1.0 - lo, up=True), 1.0 - _round_sig(1.0 - hi, up=False)
+    elif p.kind in ("log", "uniform"):  # 3 significant digits, outwards: readable ranges
+        lo, hi = _round_sig(lo, up=False), _round_sig(hi, up=True)
+    lo, hi = max(lo, original.low), min(hi, original.high)
     if p.kind in ("int", "int-log"):
         lo, hi = int(math.floor(lo + 1e-9)), int(math.ceil(hi - 1e-9))
         if lo == hi:  # one integer left: keep a range of two so the next round can still move
