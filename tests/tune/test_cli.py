@@ -74,6 +74,9 @@ def test_two_workers_on_sqlite_and_best_json_trains_again(optuna, data, tmp_path
     trials = trials_of(sqlite(folder), "st")
     assert_every_slot_complete_once(trials, 1, 4)
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # two processes ran trials
+    # each with its share of the cores, so that together they do not oversubscribe them
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {t.user_attrs["threads"] for t in trials} == {share}
     assert r.stdout.count("trial ") >= 4 and "val_accuracy=" in r.stdout  # progress lines
     best = read_json(folder / "best.json")
     top = max(float(row["val_accuracy"]) for row in table)
@@ -239,7 +242,7 @@ def test_joining_with_other_settings_is_an_error(optuna, data, tmp_path):
     assert_user_error(r, "st already holds a study (tune.json)", "--resume st")
     r = run_cli("tune", "--resume", "st", "--trials", "3", "--param", "lr=log:1e-4:1e-2",
                 cwd=tmp_path)
-    assert_user_error(r, "only --workers may be given (received --param)")
+    assert_user_error(r, "only --workers may be given (received --param, --trials)")
     r = run_cli("tune", "--resume", "st", cwd=tmp_path, timeout=TIMEOUT)  # nothing left to do
     assert_ok(r)
     assert "round 1: 1 complete" in r.stdout

@@ -5,6 +5,7 @@ bookkeeping that fails and re-runs a trial whose process died."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -204,3 +205,64 @@ def test_joining_a_study_with_other_settings_is_refused(optuna, tmp_path):
         new_study(tmp_path, settings_for(["lr=log:1e-4:1"], trials=4))
     study = new_study(tmp_path, settings)  # the same settings: joins, no new slots
     assert len(study.get_trials()) == 3
+
+
+def test_tpe_sampler_with_a_seed(optuna, tmp_path):
+    settings = settings_for(SPACE, trials=14, sampler="tpe", seed=3)
+    a = new_study(tmp_path / "a", settings)
+    run_search(a, settings, tmp_path / "a", objective=bowl, out=lambda s: None)
+    b = new_study(tmp_path / "b", settings)
+    run_search(b, settings, tmp_path / "b", objective=bowl, out=lambda s: None)
+    assert params_by_slot(a, settings) == params_by_slot(b, settings)  # sequential: same
+    assert len(params_by_slot(a, settings)) == 14
+
+
+def test_threads_per_worker_share_the_cores(monkeypatch):
+    from cnnlab.tune import search
+
+    monkeypatch.setattr(search.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [search.threads_per_worker(n) for n in (1, 2, 3, 4, 8, 16)] == [8, 4, 2, 2, 1, 1]
+
+
+def _claim_all(url: str, name: str, start, out) -> None:
+    """A process that claims slots of round 1 until none is left (run by the test below)."""
+    storage = st.open_storage(url, heartbeat=10)
+    study, _ = st.load(storage, name)
+    start.wait()
+    got = []
+    while (t := st.claim(study, 1)) is not None:
+        got.append(t.number)
+    out.put(got)
+
+
+def claim_race(url: str, name: str, processes: int = 4, slots: int = 40) -> list[list[int]]:
+    import multiprocessing as mp
+
+    settings = settings_for(["lr=log:1e-4:1"], trials=slots)
+    st.create_or_join(st.open_storage(url, heartbeat=10), name, settings)
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(url, name, start, out))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(2)  # all of them waiting at the start line
+    start.set()
+    got = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    return got
+
+
+def test_claims_are_atomic_on_sqlite(optuna, tmp_path):
+    """Processes claiming at once never get the same slot (SQLite ignores SELECT FOR UPDATE;
+    cnnlab's BEGIN IMMEDIATE makes the WAITING -> RUNNING change atomic)."""
+    got = claim_race(f"sqlite:///{tmp_path / 'race.db'}", "race")
+    numbers = [n for g in got for n in g]
+    assert sorted(numbers) == list(range(40))  # every slot claimed, none twice
+
+
+def test_claims_are_atomic_on_postgresql(optuna, postgres_url):
+    got = claim_race(postgres_url, "race-pg")
+    numbers = sorted(n for g in got for n in g)
+    assert numbers == sorted(set(numbers)) and len(numbers) == 40

@@ -157,8 +157,10 @@ def _where(args) -> tuple[Path, str, str, int, dict | None]:
         meta_path = folder / "tune.json"
         if not meta_path.is_file():
             raise CLIError(f"--resume {folder}: no tune.json there (not a cnnlab tune folder)")
-        given = [f"--{k}" for k in ("param", "space", "set", "satisfice", "storage", "study")
-                 if getattr(args, k)]
+        defaults = {"param": [], "space": None, "set": [], "satisfice": [], "storage": None,
+                    "study": None, "trials": 10, "rounds": 1, "keep": 0.25, "sampler": "random",
+                    "seed": 0, "optimize": "val_accuracy", "prune": False, "heartbeat": 10}
+        given = [f"--{k}" for k, v in defaults.items() if getattr(args, k) != v]
         if given:
             raise CLIError(f"--resume {folder} continues the study with its own settings; "
                            f"only --workers may be given (received {', '.join(given)})")

@@ -34,8 +34,8 @@ def epoch_metrics(logs: dict) -> dict:
 class _Report(Callback):
     """After each epoch: hand the dev metric to the tuner; stop the run when it is pruned."""
 
-    def __init__(self, report, metric: str):
-        self.report, self.metric = report, metric
+    def __init__(self, report, metric: str, total: int):
+        self.report, self.metric, self.total = report, metric, total
         self.last: dict = {}
         self.epochs = 0
         self.parameters = 0
@@ -50,13 +50,13 @@ class _Report(Callback):
         if self.metric not in self.last:
             raise KeyError(f"--optimize {self.metric}: not among the epoch's metrics "
                            f"{sorted(self.last)} (dev metrics need --set val_fraction > 0)")
-        if self.report(epoch + 1, self.last[self.metric]):
+        if self.report(epoch + 1, self.last[self.metric], last=epoch + 1 >= self.total):
             self.trainer.stop = True
 
 
 def training_objective(settings: dict, study_dir: Path):
     """objective(params, report, number) -> metrics: one ``cnnlab train`` run."""
-    from cnnlab.cli.train import run_training
+    from cnnlab.cli.train import DEFAULTS, run_training
     from cnnlab.cli.train_config import options_to_namespace
 
     fixed = settings.get("fixed", {})
@@ -66,7 +66,7 @@ def training_objective(settings: dict, study_dir: Path):
         out = Path(study_dir) / "trials" / f"{number:05d}"
         ns = options_to_namespace({**fixed, **params}, f"trial {number}")
         ns.out, ns.quiet, ns.resume, ns.config = str(out), True, None, None
-        cb = _Report(report, metric)
+        cb = _Report(report, metric, ns.epochs or DEFAULTS["epochs"])
         status = run_training(ns, callbacks=[cb])
         metrics = {**cb.last, "epochs": cb.epochs, "parameters": cb.parameters}
         if status == 1:  # run_training printed the non-finite loss

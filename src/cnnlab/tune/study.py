@@ -84,21 +84,32 @@ def open_storage(url: str, heartbeat: int = 10):
 
 
 def _sqlite_wal(storage) -> None:
-    """SQLite in write-ahead-log mode: readers do not wait for the writer, and a commit is not
-    an fsync (synchronous=NORMAL: a crash of a process loses nothing committed; only a power
-    cut may lose the last transactions)."""
+    """SQLite for several processes: every transaction starts with BEGIN IMMEDIATE, in
+    write-ahead-log mode, with synchronous=NORMAL.
+
+    BEGIN IMMEDIATE takes the write lock before the transaction's first read, so Optuna's
+    read-check-write state changes (WAITING -> RUNNING when a slot is claimed, RUNNING ->
+    FAIL) are atomic: SQLite ignores the SELECT ... FOR UPDATE that makes them atomic on
+    PostgreSQL, and without this two workers could claim the same slot (seen). WAL lets
+    readers go on while one writes; synchronous=NORMAL makes a commit no fsync (a crash of a
+    process loses nothing committed; only a power cut may lose the last transactions)."""
     import sqlalchemy
 
     engine = storage.engine
 
     def on_connect(connection, record):
+        connection.isolation_level = None  # pysqlite's own BEGIN off: we say when
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # connections opened before the listener get the settings too
+    sqlalchemy.event.listen(engine, "begin", on_begin)
+    engine.dispose()  # connections opened before the listeners get the settings too
 
 
 def _driver(url: str) -> str:

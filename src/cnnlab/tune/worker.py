@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from cnnlab.ops.parallel import get_num_threads
 from cnnlab.tune import study as st
 from cnnlab.tune.space import suggest
 
@@ -29,16 +30,17 @@ __all__ = ["run_worker", "run_one", "Reporter", "serve"]
 
 class Reporter:
     """Handed to the objective: ``report(epoch, value)`` records the dev metric of an epoch and
-    returns True when the trial should stop (pruned by the median rule)."""
+    returns True when the trial should stop (pruned by the median rule). ``last=True`` (the
+    final epoch) records without asking: stopping then would save nothing."""
 
     def __init__(self, trial, prune: bool):
         self.trial, self.prune, self.pruned = trial, prune, False
 
-    def __call__(self, epoch: int, value: float) -> bool:
+    def __call__(self, epoch: int, value: float, last: bool = False) -> bool:
         if value is None or not math.isfinite(value):
             return False
         self.trial.report(float(value), int(epoch))
-        if self.prune and self.trial.should_prune():
+        if self.prune and not last and self.trial.should_prune():
             self.pruned = True
         return self.pruned
 
@@ -84,6 +86,7 @@ def run_one(study, settings: dict, frozen, space, objective, worker: str, emit,
         params = {p.name: suggest(trial, p) for p in space}
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("pid", os.getpid())  # whom to ask (or kill) about this trial
+        trial.set_user_attr("threads", get_num_threads())
         history = frozen.system_attrs.get("retry_history")
         if history:  # this slot's previous try died mid-trial
             trial.set_user_attr("retry_of", history[-1])
