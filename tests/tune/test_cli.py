@@ -296,3 +296,14 @@ def test_space_file_and_fixed_settings(optuna, data, tmp_path):
     config = read_json(tmp_path / "st" / "trials" / "00000" / "config.json")
     assert config["batch_size"] == 32 and config["epochs"] == 1
     assert json.loads((tmp_path / "st" / "tune.json").read_text())["study"] == "st"
+
+
+def test_without_optuna_the_error_names_the_extra(tmp_path):
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "optuna.py").write_text("raise ImportError('No module named optuna')\n")
+    env = cli_env()
+    env["PYTHONPATH"] = f"{blocker}{os.pathsep}{env['PYTHONPATH']}"
+    r = subprocess.run(cnnlab_args("tune", "st", "--param", "lr=log:1e-4:1e-1"), cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert_user_error(r, 'cnnlab tune needs Optuna: pip install "cnnlab[tune]"')
