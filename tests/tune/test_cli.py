@@ -102,16 +102,23 @@ def _start(tmp_path, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _running_trial(url, name, deadline=90.0):
-    """Wait until a trial of the study is RUNNING in a worker: (trial, worker pid)."""
+def _frozen_mid_trial(url, name, deadline=90.0):
+    """Wait until a trial (not the first) RUNS in a worker, and freeze that worker (SIGSTOP)
+    while the trial is still RUNNING: (trial, worker pid). The caller kills or thaws it."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         try:
-            for t in trials_of(url, name):
-                if t.state.name == "RUNNING" and "pid" in t.user_attrs and t.number >= 1:
-                    return t, t.user_attrs["pid"]
+            running = [t for t in trials_of(url, name)
+                       if t.state.name == "RUNNING" and "pid" in t.user_attrs and t.number >= 1]
         except Exception:  # the study is being created
-            pass
+            running = []
+        for t in running:
+            pid = t.user_attrs["pid"]
+            os.kill(pid, signal.SIGSTOP)
+            now = {u.number: u for u in trials_of(url, name)}[t.number]
+            if now.state.name == "RUNNING":  # frozen mid-trial
+                return now, pid
+            os.kill(pid, signal.SIGCONT)  # it had just finished: try again
         time.sleep(0.1)
     raise AssertionError("no trial started running")
 
@@ -152,10 +159,11 @@ def test_sigkill_of_the_tuner_then_resume(optuna, data, tmp_path):
     proc = _start(tmp_path, "st", "--param", "lr=log:1e-4:1e-2", *fixed(data, epochs=3),
                   "--trials", "3", "--set", "batch_size=16")
     try:
-        killed, worker = _running_trial(sqlite(tmp_path / "st"), "st")
+        killed, worker = _frozen_mid_trial(sqlite(tmp_path / "st"), "st")
         before = _completed(tmp_path / "st")
         proc.kill()  # SIGKILL: the tuner says nothing, its worker sees its pipe close
         proc.wait(30)
+        os.kill(worker, signal.SIGCONT)
     finally:
         proc.kill()
     assert _gone(worker), "the worker outlived its tuner"
@@ -170,7 +178,7 @@ def test_sigkill_of_a_worker_mid_trial(optuna, data, tmp_path):
     proc = _start(tmp_path, "st", "--param", "lr=log:1e-4:1e-2", *fixed(data, epochs=3),
                   "--trials", "3", "--set", "batch_size=16")
     try:
-        killed, worker = _running_trial(sqlite(tmp_path / "st"), "st")
+        killed, worker = _frozen_mid_trial(sqlite(tmp_path / "st"), "st")
         before = _completed(tmp_path / "st")
         os.kill(worker, signal.SIGKILL)
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -185,7 +193,7 @@ def test_sigkill_of_everything_then_resume_finds_the_stale_trial(optuna, data, t
     proc = _start(tmp_path, "st", "--param", "lr=log:1e-4:1e-2", *fixed(data, epochs=3),
                   "--trials", "3", "--set", "batch_size=16", "--heartbeat", "1")
     try:
-        killed, worker = _running_trial(sqlite(tmp_path / "st"), "st")
+        killed, worker = _frozen_mid_trial(sqlite(tmp_path / "st"), "st")
         before = _completed(tmp_path / "st")
         os.kill(proc.pid, signal.SIGSTOP)  # frozen, so it cannot notice its worker die
         os.kill(worker, signal.SIGKILL)
