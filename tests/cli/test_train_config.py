@@ -18,13 +18,13 @@ def _group(path) -> dict:
 def test_config_sets_options_and_flags_win(data4, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({
         "data_dir": str(data4), "num_classes": 4, "epochs": 2, "lr": 0.003,
-        "batch-size": 32, "optimizer": "momentum", "beta": 0.8}))
-    r = run_cli("train", "--config", "c.json", "--epochs", "1", "--out", "o", *SMALL,
-                cwd=tmp_path)
+        "batch-size": 32, "optimizer": "momentum", "beta": 0.8, "seed": 5}))
+    r = run_cli("train", "--config", "c.json", "--epochs", "1", "--seed", "0", "--out", "o",
+                *SMALL, cwd=tmp_path)
     assert_ok(r)
     config = read_json(tmp_path / "o" / "config.json")
     # SMALL gives --batch-size 16 and --epochs 1 is given: the command line wins
-    assert config["epochs"] == 1 and config["batch_size"] == 16
+    assert config["epochs"] == 1 and config["batch_size"] == 16 and config["seed"] == 0
     assert config["lr"] == 0.003 and config["optimizer"] == "momentum"
     assert config["beta"] == 0.8 and config["num_classes"] == 4
     group = _group(tmp_path / "o" / "last.npz")

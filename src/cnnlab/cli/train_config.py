@@ -106,5 +106,6 @@ def apply_config(args) -> None:
     table = train_actions()
     for key in data:
         dest = table[str(key).replace("-", "_")].dest
-        if getattr(args, dest, None) in (None, False):  # not on the command line
+        current = getattr(args, dest, None)
+        if current is None or current is False:  # not on the command line (0 is a value)
             setattr(args, dest, getattr(given, dest))
