@@ -266,3 +266,24 @@ def test_claims_are_atomic_on_postgresql(optuna, postgres_url):
     got = claim_race(postgres_url, "race-pg")
     numbers = sorted(n for g in got for n in g)
     assert numbers == sorted(set(numbers)) and len(numbers) == 40
+
+
+def test_a_trial_claimed_by_a_process_that_died_at_once_is_rerun(optuna, tmp_path):
+    """Claimed, then the process died before its first heartbeat (no pid recorded): the
+    heartbeat check cannot see it; the tuner fails it once it is a minute old."""
+    import datetime
+
+    settings = settings_for(["lr=log:1e-4:1"], trials=2)
+    study = new_study(tmp_path, settings)
+    dead = st.claim(study, 1)
+    long_ago = datetime.datetime.now() - datetime.timedelta(minutes=2)
+    from sqlalchemy import text
+
+    with study._storage._backend.engine.begin() as c:  # its claim, two minutes ago
+        c.execute(text("UPDATE trials SET datetime_start = :t WHERE trial_id = :i"),
+                  {"t": long_ago, "i": dead._trial_id})
+    run_search(study, settings, tmp_path, objective=bowl_lr, out=lambda s: None)
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    assert trials[0].state.name == "FAIL"
+    assert_slots = sorted(t.user_attrs["slot"] for t in trials if t.state.name == "COMPLETE")
+    assert assert_slots == [0, 1]

@@ -50,6 +50,20 @@ def next_space(study, settings: dict, r: int) -> list[Param]:
     return [narrow(p, [value_of(p, t.params) for t in kept], original[p.name]) for p in space]
 
 
+def _fail_unstarted(study, r: int, heartbeat: int) -> None:
+    """Fail (and re-enqueue) RUNNING trials of round r that never got their worker's pid, a
+    minute (or 3 heartbeats) after they were claimed: their process died between the claim and
+    its first heartbeat, so the heartbeat check cannot see them."""
+    import datetime
+
+    limit = max(60.0, 3.0 * heartbeat)
+    now = datetime.datetime.now()
+    for t in st.round_trials(study, r):
+        if (t.state.name == "RUNNING" and "pid" not in t.user_attrs and t.datetime_start
+                and (now - t.datetime_start).total_seconds() > limit):
+            st.fail_and_retry(study, t._trial_id)
+
+
 class _Progress:
     def __init__(self, settings: dict, out):
         self.settings, self.out = settings, out
@@ -177,6 +191,7 @@ def run_search(study, settings: dict, study_dir, *, workers: int = 1, objective=
             f"{res.format_space(space)}")
         while True:
             st.import_optuna().storages.fail_stale_trials(study)
+            _fail_unstarted(study, r, heartbeat)
             states = [t.state.name for t in st.round_trials(study, r)]
             if "WAITING" in states:
                 if objective is not None:

@@ -74,18 +74,20 @@ def run_one(study, settings: dict, frozen, space, objective, worker: str, emit,
     r, slot = frozen.user_attrs["round"], frozen.user_attrs["slot"]
     trial_id = frozen._trial_id
     storage = study._storage
+    current["trial_id"] = trial_id  # from now on our tuner's death fails it (_watch_stdin)
     storage.record_heartbeat(trial_id)  # from now on a dead process is noticed
+    # whom to ask (or kill) about this trial; a RUNNING trial without it is one whose process
+    # died between its claim and here (search._fail_unstarted)
+    storage.set_trial_user_attr(trial_id, "pid", os.getpid())
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, daemon=True,
                             args=(storage, trial_id, storage.get_heartbeat_interval(), stop))
     beat.start()
-    current["trial_id"] = trial_id
     try:
         study.sampler = st.make_sampler(settings, r, slot)
         trial = optuna.Trial(study, trial_id)
         params = {p.name: suggest(trial, p) for p in space}
         trial.set_user_attr("worker", worker)
-        trial.set_user_attr("pid", os.getpid())  # whom to ask (or kill) about this trial
         trial.set_user_attr("threads", get_num_threads())
         history = frozen.system_attrs.get("retry_history")
         if history:  # this slot's previous try died mid-trial
