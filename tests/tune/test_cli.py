@@ -208,6 +208,25 @@ def test_sigkill_of_everything_then_resume_finds_the_stale_trial(optuna, data, t
     _check_after_kill(tmp_path / "st", killed, before)
 
 
+def test_ctrl_c_stops_the_workers_and_resume_finishes(optuna, data, tmp_path):
+    proc = _start(tmp_path, "st", "--param", "lr=log:1e-4:1e-2", *fixed(data, epochs=3),
+                  "--trials", "3", "--set", "batch_size=16")
+    try:
+        killed, worker = _frozen_mid_trial(sqlite(tmp_path / "st"), "st")
+        before = _completed(tmp_path / "st")
+        proc.send_signal(signal.SIGINT)
+        os.kill(worker, signal.SIGCONT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "stopped; continue with: cnnlab tune --resume st" in out
+    assert _gone(worker)
+    r = run_cli("tune", "--resume", "st", cwd=tmp_path, timeout=TIMEOUT)
+    assert_ok(r)
+    _check_after_kill(tmp_path / "st", killed, before)
+
+
 def test_two_workers_on_postgresql(optuna, postgres_url, data, tmp_path):
     r = run_cli("tune", "st", *SPACE, *fixed(data), "--trials", "4", "--workers", "2",
                 "--storage", postgres_url, "--study", "pg-two", cwd=tmp_path, timeout=TIMEOUT)
