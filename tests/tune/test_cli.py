@@ -65,7 +65,8 @@ def assert_every_slot_complete_once(trials, rounds, per_round):
 
 
 def test_two_workers_on_sqlite_and_best_json_trains_again(optuna, data, tmp_path):
-    r = run_cli("tune", "st", *SPACE, *fixed(data), "--trials", "4", "--workers", "2",
+    # 2 epochs a trial: both workers are up before the first one could take every slot
+    r = run_cli("tune", "st", *SPACE, *fixed(data, epochs=2), "--trials", "4", "--workers", "2",
                 cwd=tmp_path, timeout=TIMEOUT)
     assert_ok(r)
     folder = tmp_path / "st"
@@ -83,7 +84,7 @@ def test_two_workers_on_sqlite_and_best_json_trains_again(optuna, data, tmp_path
     row = next(row for row in table if float(row["val_accuracy"]) == top)
     assert best == {"lr": float(row["lr"]), "beta": float(row["beta"]),
                     "batch_size": int(row["batch_size"]), "data_dir": str(data),
-                    "num_classes": 4, "epochs": 1}
+                    "num_classes": 4, "epochs": 2}
     assert {p.name for p in (folder / "plots").iterdir()} == {"lr.png", "beta.png",
                                                               "batch_size.png"}
     summary = read_json(folder / "summary.json")
@@ -228,8 +229,9 @@ def test_ctrl_c_stops_the_workers_and_resume_finishes(optuna, data, tmp_path):
 
 
 def test_two_workers_on_postgresql(optuna, postgres_url, data, tmp_path):
-    r = run_cli("tune", "st", *SPACE, *fixed(data), "--trials", "4", "--workers", "2",
-                "--storage", postgres_url, "--study", "pg-two", cwd=tmp_path, timeout=TIMEOUT)
+    r = run_cli("tune", "st", *SPACE, *fixed(data, epochs=2), "--trials", "4", "--workers",
+                "2", "--storage", postgres_url, "--study", "pg-two", cwd=tmp_path,
+                timeout=TIMEOUT)
     assert_ok(r)
     trials = trials_of(postgres_url, "pg-two")
     assert_every_slot_complete_once(trials, 1, 4)
