@@ -23,7 +23,7 @@ __all__ = ["MAX_CONFIG_BYTES", "settings_schema", "check_settings", "read_config
 MAX_CONFIG_BYTES = 1 << 20  # a config.json cnnlab writes is under 1 KB
 
 # settings that runs from before them lack: checked when present, their default when missing
-_ADDED_LATER = ("train_dev_fraction", "dev_data", "test_data")
+_ADDED_LATER = ("train_dev_fraction", "dev_data", "test_data", "beta", "sync_bn")
 
 
 def settings_schema() -> S.Dict:
@@ -58,6 +58,8 @@ def settings_schema() -> S.Dict:
         "train_dev_fraction": S.Num(low=0, high=1),
         "dev_data": S.Str(nullable=True),
         "test_data": S.Str(nullable=True),
+        "beta": S.Num(low=0, high=1, nullable=True),
+        "sync_bn": S.Bool(nullable=True),
     }
     newer = [k for k in DEFAULTS if k not in fields]
     fields.update({k: S.Json(depth=4) for k in newer})

@@ -33,6 +33,7 @@ _COMMAND_MODULES: list[str] = [
     "cnnlab.cli.errors",
     "cnnlab.cli.compare",
     "cnnlab.cli.report",
+    "cnnlab.cli.tune",
 ]
 
 
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "adamw (default adam)")
     t.add_argument("--lr", type=_nonnegative_float("--lr"), default=None,
                    help="learning rate (default 0.001 for adam/rmsprop, 0.01 for sgd)")
+    t.add_argument("--beta", type=_fraction("--beta"), default=None,
+                   help="momentum's beta (momentum, nesterov), RMSprop's beta, Adam's beta1 "
+                   "(default 0.9)")
     t.add_argument("--schedule", default=None,
                    help="learning-rate schedule: none, step, exponential, inverse, sqrt, cosine")
     t.add_argument("--l2", type=_nonnegative_float("--l2"), default=None,
@@ -103,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mpi-timeout", type=_nonnegative_float("--mpi-timeout"), default=None,
                    metavar="SECONDS", help="with several processes: stop every process when "
                    "one gives no answer for this long (default 120)")
+    t.add_argument("--config", metavar="FILE", default=None,
+                   help="a JSON object of train options (e.g. cnnlab tune's best.json); "
+                   "flags given on the command line win")
 
     e = sub.add_parser("evaluate", help="test metrics, report and confusion matrix of a checkpoint")
     e.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by train")

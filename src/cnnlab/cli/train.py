@@ -25,6 +25,7 @@ DEFAULTS = {
     "batch_size": 64,
     "optimizer": "adam",
     "lr": None,  # per optimizer, below
+    "beta": None,  # the optimizer's own default (0.9)
     "schedule": "none",
     "l2": 0.0,
     "dropout": None,
@@ -124,20 +125,24 @@ def _resume_checkpoint(out: Path) -> Path:
     raise CLIError(f"--resume {out}: no last.npz (or best.npz) checkpoint to continue from")
 
 
-def _optimizer(name: str, params, lr: float):
+def _optimizer(name: str, params, lr: float, beta: float | None = None):
     from cnnlab import optim
 
     if name == "sgd":
+        if beta is not None:
+            raise CLIError("--beta: plain sgd has no beta; use --optimizer momentum, nesterov, "
+                           "rmsprop, adam or adamw")
         return optim.SGD(params, lr=lr)
+    b = 0.9 if beta is None else beta
     if name == "momentum":
-        return optim.SGD(params, lr=lr, momentum=0.9)
+        return optim.SGD(params, lr=lr, momentum=b)
     if name == "nesterov":
-        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+        return optim.SGD(params, lr=lr, momentum=b, nesterov=True)
     if name == "rmsprop":
-        return optim.RMSprop(params, lr=lr)
+        return optim.RMSprop(params, lr=lr, beta=b)
     if name == "adam":
-        return optim.Adam(params, lr=lr)
-    return optim.AdamW(params, lr=lr)
+        return optim.Adam(params, lr=lr, beta1=b)
+    return optim.AdamW(params, lr=lr, beta1=b)
 
 
 def _schedule(name: str, lr: float, epochs: int):
@@ -208,7 +213,12 @@ def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
             f"{name}_size": int(len(result["y_true"]))}
 
 
-def run_training(args) -> int:
+def run_training(args, callbacks=()) -> int:
+    """``cnnlab train``; ``callbacks``: more fit callbacks (cnnlab tune reports each epoch)."""
+    if getattr(args, "config", None):
+        from cnnlab.cli.train_config import apply_config
+
+        apply_config(args)
     # several processes (issue 18): `--processes N` starts mpiexec; inside it, see cli/mpi.py
     from cnnlab.train.distributed.world import launched_size
 
@@ -220,18 +230,18 @@ def run_training(args) -> int:
 
     world = mpi_world(args)
     if world is None:
-        return _run_training(args, None)
-    return run_agreed(world, lambda: _run_training(args, world))
+        return _run_training(args, None, callbacks)
+    return run_agreed(world, lambda: _run_training(args, world, callbacks))
 
 
-def _run_training(args, world) -> int:
+def _run_training(args, world, callbacks=()) -> int:
     if world is not None:
         from cnnlab.cli.mpi import share_out
 
         share_out(world, args, _settings)
     settings, out, resume_from = _settings(args)
     with contextlib.ExitStack() as cleanup:  # releases the folder's lock, however it ends
-        return _train(args, world, settings, out, resume_from, cleanup)
+        return _train(args, world, settings, out, resume_from, cleanup, callbacks)
 
 
 def _take_folder(out: Path, resuming: bool, verbose: bool):
@@ -258,7 +268,8 @@ def _take_folder(out: Path, resuming: bool, verbose: bool):
     return lock
 
 
-def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cleanup) -> int:
+def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cleanup,
+           more_callbacks=()) -> int:
     from cnnlab import train as tr
 
     root = world is None or world.is_root  # the process that writes and prints
@@ -308,11 +319,12 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
         from cnnlab.train.distributed import convert_sync_batchnorm
 
         convert_sync_batchnorm(model, world)
-    optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"])
+    optimizer = _optimizer(s["optimizer"], model.parameters(), s["lr"], s.get("beta"))
     callbacks = [
         tr.ModelCheckpoint(out, monitor="val_loss" if val_ds is not None else "loss"),
         tr.CSVLogger(out / "history.csv"),
         tr.JSONLogger(out / "history.jsonl"),
+        *more_callbacks,
     ]
     schedule = _schedule(s["schedule"], s["lr"], s["epochs"])
     if schedule is not None:

@@ -116,10 +116,15 @@ class Str:
 
 
 class Bool:
+    def __init__(self, nullable=False):
+        self.nullable = nullable
+
     def describe(self) -> str:
-        return "true or false"
+        return "true or false" + (" or null" if self.nullable else "")
 
     def check(self, value, where):
+        if value is None and self.nullable:
+            return value
         if not isinstance(value, bool):
             _fail(where, self.describe(), value)
         return value
