@@ -10,6 +10,7 @@ import numpy as np
 from cnnlab.cli.common import CLIError, user_errors
 from cnnlab.cli.loaders import (
     build_model,
+    check_fits,
     load_dataset,
     model_from_checkpoint,
     parse_shape,
@@ -35,9 +36,15 @@ def cmd_evaluate(args) -> int:
         raise CLIError(f"--split must be 'train' or 'test'; received {args.split!r}")
     with user_errors():
         model, info = model_from_checkpoint(args.checkpoint)
-        dataset = args.dataset or info.get("dataset", "mnist")
-        data_dir = args.data_dir if args.data_dir is not None else info.get("data_dir")
-        ds = load_dataset(dataset, data_dir, args.split)
+        trained_on = info.get("dataset", "mnist")
+        dataset = args.dataset or trained_on
+        data_dir = args.data_dir
+        if data_dir is None and dataset == trained_on:  # the data it was trained on
+            data_dir = info.get("data_dir")
+        source = "the bundled subset" if data_dir is None and dataset == "mnist" else data_dir
+        print(f"evaluating {info['name']} on {dataset} {args.split} ({source})")
+        ds = load_dataset(dataset, data_dir, args.split, input_shape=info["input_shape"])
+        check_fits(info, ds, f"{dataset} ({source})")
         result = test_metrics(model, ds)
     classes = info.get("classes") or [str(i) for i in range(result["num_classes"])]
     print(metrics.classification_report(result["y_true"], result["y_pred"],

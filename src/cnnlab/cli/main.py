@@ -77,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze", metavar="PREFIX", action="append", default=None,
                    help="freeze parameters whose name starts with PREFIX (repeatable)")
     t.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
-                   help="classes of the new head (default: the dataset's)")
+                   help="classes of the model's output layer (default: the dataset's); with "
+                   "--from, a new head is made when it differs from the checkpoint's")
+    t.add_argument("--input-shape", default=None, metavar="H,W,C",
+                   help="folder datasets: the size and channels (1 grayscale, 3 RGB) images "
+                   "are brought to (default: the model's, e.g. 28,28,1 for lenet5; with --from: "
+                   "the checkpoint's)")
     t.add_argument("--quiet", action="store_true", help="no progress display")
 
     e = sub.add_parser("evaluate", help="test metrics, report and confusion matrix of a checkpoint")

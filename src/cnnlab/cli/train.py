@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.cli.common import CLIError, write_json
-from cnnlab.cli.loaders import build_model, load_dataset, model_from_checkpoint
+from cnnlab.cli.loaders import (
+    FOLDER_LAYOUT,
+    build_model,
+    guess_dataset,
+    load_dataset,
+    model_from_checkpoint,
+    parse_shape,
+)
 
 __all__ = ["run_training", "test_metrics"]
 
@@ -32,6 +39,7 @@ DEFAULTS = {
     "from_checkpoint": None,
     "freeze": None,
     "num_classes": None,
+    "input_shape": None,
 }
 _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
                "adam": 0.001, "adamw": 0.001}
@@ -68,6 +76,13 @@ def _settings(args) -> tuple[dict, Path, bool]:
             settings["epochs"] = given["epochs"]
         return settings, out, True
     settings = {**DEFAULTS, **given}
+    if "dataset" not in given and guess_dataset(settings["data_dir"]) == "folder":
+        settings["dataset"] = "folder"  # DIR/train and DIR/test: the image-folder layout
+    if settings["input_shape"] is not None:
+        if settings["dataset"] != "folder":
+            raise CLIError(f"--input-shape is for --dataset folder (images are resized to "
+                           f"it); dataset {settings['dataset']!r} has a fixed image size")
+        settings["input_shape"] = list(parse_shape(settings["input_shape"]))
     if settings["optimizer"] not in _DEFAULT_LR:
         raise CLIError(f"unknown optimizer {settings['optimizer']!r}; valid optimizers: "
                        f"{', '.join(_DEFAULT_LR)}")
@@ -93,6 +108,31 @@ def _settings(args) -> tuple[dict, Path, bool]:
         raise CLIError(f"--out {out} already holds a run (last.npz); use --resume {out} to "
                        "continue it or choose another --out")
     return settings, out, False
+
+
+def _default_input_shape(name: str) -> tuple:
+    from cnnlab import models
+
+    if name not in models.names():
+        raise CLIError(f"unknown model {name!r}; valid models: {', '.join(models.names())}")
+    return models.default_input_shape(name)
+
+
+def _check_classes(s: dict, full, test) -> None:
+    """A classifier needs two classes to tell apart, and the test split the same classes."""
+    present = np.unique(full.y)
+    names = list(getattr(full, "classes", None) or [])
+    if len(present) < 2:
+        only = names[int(present[0])] if names and len(present) else "none"
+        where = f" in {s['data_dir']}" if s["data_dir"] else ""
+        raise CLIError(f"dataset {s['dataset']!r}{where} has training images of one class only "
+                       f"({only}); a classifier needs at least two classes"
+                       + (f" (layout: {FOLDER_LAYOUT})" if s["dataset"] == "folder" else ""))
+    test_names = list(getattr(test, "classes", None) or [])
+    if names and test_names and names != test_names:
+        raise CLIError(f"dataset {s['dataset']!r}: the train and test splits have different "
+                       f"classes ({', '.join(map(str, names))} vs "
+                       f"{', '.join(map(str, test_names))}); give both the same class folders")
 
 
 def _optimizer(name: str, params, lr: float):
@@ -169,8 +209,32 @@ def run_training(args) -> int:
     settings, out, resuming = _settings(args)
     verbose = not args.quiet
     s = settings
-    full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"])
-    test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"])
+    folder = s["dataset"] == "folder"
+    model = info = None
+    if s["from_checkpoint"]:
+        # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is
+        # already the new one), so it does not need the source checkpoint any more
+        model, info = model_from_checkpoint(out / "last.npz" if resuming else s["from_checkpoint"])
+        if info["name"] != s["model"] and args.model is not None and not resuming:
+            raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
+                           f"not {s['model']!r}")
+        s["model"] = info["name"]
+        if folder and s["input_shape"] is not None and not resuming:
+            raise CLIError("--input-shape: with --from the images are brought to the shape the "
+                           f"checkpoint's model takes, {tuple(info['input_shape'])}")
+    # image folders are read at the size and channels the model takes
+    wanted = None
+    if folder:
+        if info is not None:
+            wanted = tuple(info["input_shape"])
+        elif s["input_shape"] is not None:
+            wanted = tuple(s["input_shape"])
+        else:
+            wanted = _default_input_shape(s["model"])
+            s["input_shape"] = list(wanted)  # recorded, so that --resume reads the same
+    full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"], wanted)
+    test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"], wanted)
+    _check_classes(s, full, test)
     if s["val_fraction"] > 0:
         train_ds, val_ds = train_dev_split(full, s["val_fraction"], seed=s["seed"], stratify=True)
     else:
@@ -183,14 +247,7 @@ def run_training(args) -> int:
         raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
                        f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
 
-    if s["from_checkpoint"]:
-        # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is
-        # already the new one), so it does not need the source checkpoint any more
-        model, info = model_from_checkpoint(out / "last.npz" if resuming else s["from_checkpoint"])
-        if info["name"] != s["model"] and args.model is not None and not resuming:
-            raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
-                           f"not {s['model']!r}")
-        s["model"] = info["name"]
+    if model is not None:
         if tuple(info["input_shape"]) != input_shape:
             raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
                            f"images but dataset {s['dataset']!r} has {input_shape}")
@@ -203,7 +260,7 @@ def run_training(args) -> int:
         model = build_model(s["model"], num_classes=num_classes, input_shape=input_shape,
                             dropout=s["dropout"], seed=s["seed"])
     for prefix in s["freeze"] or []:
-        try:
+        try:  # also stops the running statistics of the batch norms it freezes
             frozen = model.freeze(prefix)
         except ValueError:  # Module.freeze raises when nothing matches
             frozen = []
@@ -231,6 +288,10 @@ def run_training(args) -> int:
         what = "resuming" if resuming else "training"
         print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, "
               f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images) -> {out}")
+    done = _epochs_done(out) if resuming else 0
+    if resuming and done >= s["epochs"]:
+        print(f"the run in {out} has finished its {_epochs(s['epochs'])} (add --epochs N to "
+              "train longer); evaluating its final weights again")
     start = time.perf_counter()
     try:
         history = tr.fit(
@@ -249,48 +310,81 @@ def run_training(args) -> int:
     seconds = time.perf_counter() - start
     result = test_metrics(model, test)
     report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
-    report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"]})
+    report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"],
+                   "weights": "last.npz"})
     write_json(out / "metrics.json", report)
-    _plots(out, history, result)
+    plots = _plots(out, history, result)
     print(f"test accuracy {result['test_accuracy']:.4f} (error "
           f"{100 * (1 - result['test_accuracy']):.2f}%), test loss {result['test_loss']:.4f}, "
           f"{seconds:.0f} s")
-    print(f"files in {out}: last.npz, best.npz (checkpoints), history.csv, history.jsonl, "
-          f"metrics.json")
+    print(f"  the test figures are those of the final weights (last.npz, epoch "
+          f"{history.epochs}); {_best_line(history, out)}")
+    files = ["config.json", "last.npz", "best.npz", "history.csv", "history.jsonl",
+             "metrics.json", *plots]
+    print(f"files in {out}: " + ", ".join(f for f in files if (out / f).is_file()))
     return 0
 
 
-def _plots(out: Path, history, result) -> None:
-    """Learning curves and the confusion matrix as PNG, when matplotlib is installed."""
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def _epochs_done(out: Path) -> int:
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(out / "last.npz")["meta"]["epoch"])
+
+
+def _best_line(history, out: Path) -> str:
+    """Which epoch best.npz holds (the lowest dev loss, or training loss without a dev set)."""
+    h = history.history
+    key = "val_loss" if "val_loss" in h else "loss"
+    if not h.get(key):
+        return ""
+    best = int(np.argmin(h[key])) + 1
+    return (f"best.npz holds epoch {best} (lowest {key}); test it with "
+            f"cnnlab evaluate --checkpoint {out / 'best.npz'}")
+
+
+def _plots(out: Path, history, result) -> list:
+    """Learning curves and the confusion matrix as PNG, when matplotlib is installed; returns
+    the names of the files written."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
-        return
+        return []
     h = history.history
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
+        epochs = []
         for name in (key, f"val_{key}"):
             if name in h:
-                ax.plot(range(1, len(h[name]) + 1), h[name], marker="o", label=name)
+                epochs = list(range(1, len(h[name]) + 1))
+                ax.plot(epochs, h[name], marker="o", label=name)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        # one tick per epoch (at most ~10): epochs are whole numbers, even for a 1-epoch run
+        step = max(1, -(-len(epochs) // 10))
+        ax.set_xticks(epochs[::step])
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=100)
     plt.close(fig)
     cm = np.asarray(result["confusion_matrix"])
-    fig, ax = plt.subplots(figsize=(5, 5))
+    k = len(cm)
+    side = min(12.0, max(5.0, 0.6 * k))  # the figure grows with the classes, to a point
+    fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(cm, cmap="Blues")
     dark = cm.max() / 2
+    # counts as large as a cell allows (about a third of its height, 8 to 14 points)
+    fontsize = max(8.0, min(14.0, 72 * side * 0.75 / max(k, 1) / 3))
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=fontsize,
                 color="white" if v > dark else "black")
-    ticks = np.arange(len(cm))
+    ticks = np.arange(k)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     ax.set_xlabel("predicted")
@@ -299,3 +393,4 @@ def _plots(out: Path, history, result) -> None:
     fig.tight_layout()
     fig.savefig(out / "confusion_matrix.png", dpi=100)
     plt.close(fig)
+    return ["learning_curves.png", "confusion_matrix.png"]
