@@ -67,8 +67,14 @@ def _expand(paths) -> list[Path]:
     return files
 
 
+def _mnist_like(info: dict) -> bool:
+    """A model trained on MNIST's digits (28x28, one channel), or fine-tuned from one on them."""
+    return info.get("dataset") == "mnist" and tuple(info["input_shape"]) == (28, 28, 1)
+
+
 def cmd_predict(args) -> int:
     from cnnlab import nn
+    from cnnlab.data.digits import is_light_background, mnist_style
     from cnnlab.data.images import load_image
 
     with user_errors():
@@ -76,16 +82,30 @@ def cmd_predict(args) -> int:
     predict = nn.Predictor(model)  # every image is (1, h, w, c): traced once, then replayed
     h, w, c = info["input_shape"]
     classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
+    digits = _mnist_like(info) and args.preprocess != "none"
     failed = 0
     ok = 0
     for path in _expand(args.paths):
         try:
-            image = load_image(path, size=(h, w), grayscale=(c == 1))
+            if digits:  # at its own size: the recipe crops and scales it
+                image = load_image(path, size=None, grayscale=True)
+                if args.preprocess == "mnist" or is_light_background(image):
+                    image = mnist_style(image)
+                else:  # already white on black, as MNIST's own images
+                    image = load_image(path, size=(h, w), grayscale=True)
+            else:
+                image = load_image(path, size=(h, w), grayscale=(c == 1))
+                if _mnist_like(info) and is_light_background(image):
+                    print(f"cnnlab: warning: {path} is dark on a light background; MNIST "
+                          "models expect white digits on black (drop --preprocess none)",
+                          file=sys.stderr)
         except ImportError as e:
             raise CLIError(str(e)) from None
         except (OSError, ValueError) as e:
             failed += 1
-            print(f"cnnlab: skipped {path}: {e}", file=sys.stderr)
+            message = str(e)  # the library's messages start with the file's name already
+            shown = message if message.startswith(str(path)) else f"{path}: {message}"
+            print(f"cnnlab: skipped {shown}", file=sys.stderr)
             continue
         image = image.reshape(1, h, w, c).astype(np.float32)
         logits = predict(image)[0]
@@ -93,6 +113,9 @@ def cmd_predict(args) -> int:
         p /= p.sum()
         top = np.argsort(-p)[: args.top]
         shown = ", ".join(f"{classes[k]} {p[k]:.3f}" for k in top)
+        if ok == 0:
+            more = f", ... (top {len(top)}, most likely first)" if len(top) > 1 else ""
+            print(f"file\tclass probability{more}")
         print(f"{path}\t{shown}")
         ok += 1
     if ok == 0 and failed == 0:

@@ -91,10 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="test", help="train or test (default test)")
 
-    pr = sub.add_parser("predict", help="class and probability for image files or a folder")
-    pr.add_argument("--checkpoint", required=True)
+    pr = sub.add_parser(
+        "predict", help="class and probability for image files or a folder",
+        description="Print one line per image: the file, then the most likely classes with "
+        "their probabilities. For a model trained on MNIST, a digit drawn dark on light is "
+        "first brought to MNIST's convention (inverted, cropped, scaled into 20x20 keeping its "
+        "aspect, centred by mass in 28x28), as the dataset's images were made.")
+    pr.add_argument("--checkpoint", required=True, metavar="FILE",
+                    help="a .npz checkpoint written by cnnlab train (e.g. runs/NAME/best.npz)")
     pr.add_argument("paths", nargs="+", help="image files (PNG/JPEG) or folders")
-    pr.add_argument("--top", type=_positive_int("--top"), default=1)
+    pr.add_argument("--top", type=_positive_int("--top"), default=1, metavar="K",
+                    help="show the K most likely classes (default 1)")
+    pr.add_argument("--preprocess", choices=("auto", "mnist", "none"), default="auto",
+                    help="MNIST models only: auto (default) brings dark-on-light pictures to "
+                    "MNIST's convention and uses white-on-black ones as they are; mnist does "
+                    "it for every picture; none never does (a warning names dark-on-light ones)")
 
     s = sub.add_parser("summary", help="layer table: output shapes, parameters, MACs")
     s.add_argument("model", help="a zoo model name")

@@ -234,12 +234,15 @@ def run_training(args) -> int:
             s["input_shape"] = list(wanted)  # recorded, so that --resume reads the same
     full = load_dataset(s["dataset"], s["data_dir"], "train", s["download"], wanted)
     test = load_dataset(s["dataset"], s["data_dir"], "test", s["download"], wanted)
+    input_shape = tuple(int(v) for v in full.x.shape[1:])
+    if info is not None and tuple(info["input_shape"]) != input_shape:
+        raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
+                       f"images but dataset {s['dataset']!r} has {input_shape}")
     _check_classes(s, full, test)
     if s["val_fraction"] > 0:
         train_ds, val_ds = train_dev_split(full, s["val_fraction"], seed=s["seed"], stratify=True)
     else:
         train_ds, val_ds = full, None
-    input_shape = tuple(int(v) for v in full.x.shape[1:])
     classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
     num_classes = s["num_classes"] or len(classes)
     labels_needed = int(max(full.y.max(), test.y.max())) + 1
@@ -248,9 +251,6 @@ def run_training(args) -> int:
                        f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
 
     if model is not None:
-        if tuple(info["input_shape"]) != input_shape:
-            raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
-                           f"images but dataset {s['dataset']!r} has {input_shape}")
         if info["num_classes"] != num_classes:
             from cnnlab.models import replace_head
 
