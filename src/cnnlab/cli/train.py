@@ -192,14 +192,19 @@ def test_metrics(model, dataset) -> dict:
         "test_accuracy": float(metrics.accuracy(y, pred)),
         "test_loss": loss,
         "num_classes": int(k),
-        "precision": [float(v) for v in p],
-        "recall": [float(v) for v in r],
-        "f1": [float(v) for v in f1],
+        # undefined (0/0: a class never predicted or never present) is NaN, null in JSON
+        "precision": _json_floats(p),
+        "recall": _json_floats(r),
+        "f1": _json_floats(f1),
         "support": [int(v) for v in support],
         "confusion_matrix": metrics.confusion_matrix(y, pred, num_classes=k).tolist(),
         "y_true": y,
         "y_pred": pred,
     }
+
+
+def _json_floats(values) -> list:
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def run_training(args) -> int:
