@@ -129,7 +129,7 @@ def cmd_summary(args) -> int:
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
     model = build_model(args.model, num_classes=args.num_classes, input_shape=shape)
-    print(nn.summary(model, tuple(model.input_shape)))
+    print(nn.summary(model))  # zoo models record their input shape
     return 0
 
 
@@ -146,9 +146,21 @@ def cmd_gradcheck(args) -> int:
     x = rng.normal(size=(2, *shape))
     k = int(args.num_classes or _num_classes(model, x))
     y = rng.integers(0, k, size=2)
-    result = gradcheck_model(model, x, y, max_elements=args.max_elements, seed=args.seed)
-    for name, rel in result.per_parameter.items():
-        print(f"{name:40s} {rel:.3e}")
+    params = [(n, p.data.size) for n, p in model.named_parameters() if p.requires_grad]
+    entries = sum(min(size, args.max_elements) for _, size in params)
+    print(f"checking {len(params)} parameters of {args.model}, up to {args.max_elements} "
+          f"randomly chosen entries of each (--max-elements; {entries} of "
+          f"{sum(size for _, size in params)} entries, two forward passes per entry)")
+    print(f"{'parameter':40s} {'rel. diff':>9s}  entries checked")
+    done = [0]
+
+    def report(name, rel, checked, size):  # one line per parameter as it finishes
+        done[0] += 1
+        print(f"{name:40s} {rel:9.3e}  {checked} of {size}  [{done[0]}/{len(params)}]",
+              flush=True)
+
+    result = gradcheck_model(model, x, y, max_elements=args.max_elements, seed=args.seed,
+                             on_parameter=report)
     verdict = "ok" if result < 1e-7 else "FAILED (bar 1e-7)"
     print(f"worst relative difference {float(result):.3e}: {verdict}")
     return 0 if result < 1e-7 else 1
