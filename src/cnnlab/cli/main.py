@@ -175,7 +175,9 @@ def main(argv=None) -> int:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
+        # a newline first: Ctrl-C usually lands in the middle of a progress line
+        sys.stdout.flush()
+        print("\ncnnlab: interrupted", file=sys.stderr)
         return 130
 
 
