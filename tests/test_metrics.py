@@ -181,3 +181,29 @@ def test_random_labels_against_plain_loops():
         better = sum(1 for v in row if v > row[label])
         hits += better < 2
     assert top_k_accuracy(scores, y_true, 2) == pytest.approx(hits / 300)
+
+
+def test_the_trainers_accuracy_lives_here_and_counts_by_hand():
+    from cnnlab.metrics import binary_accuracy, output_accuracy
+
+    logits = np.array([[2.0, 0.1, 0.0], [0.3, 0.2, 0.9], [0.0, 1.0, 0.5]])
+    assert output_accuracy(logits, [0, 1, 1]) == pytest.approx(2 / 3)
+    assert output_accuracy(logits, np.eye(3)[[0, 1, 1]]) == pytest.approx(2 / 3)  # one-hot rows
+    # multi-label rows (not distributions) and NaN for unknown: each yes/no counted, NaN skipped
+    y = np.array([[1, 0, 1], [0, 0, NAN], [1, 1, 1]])
+    # logit > 0 says yes: rows yes,yes,no / yes,yes,(yes) / no,yes,yes against the truth
+    right = [[True, False, False], [False, False], [False, True, True]]
+    assert binary_accuracy(logits, y) == pytest.approx(sum(map(sum, right)) / 8)
+    assert output_accuracy(logits, y) == binary_accuracy(logits, y)
+    assert np.isnan(binary_accuracy([[1.0]], [[NAN]]))  # nothing known: undefined
+
+
+def test_multitask_follows_the_same_rule():
+    from cnnlab.models.multitask import per_task_metrics
+
+    # task 0: never predicted yes, one true yes: precision 0/0 NaN, recall 0/1 = 0, F1 NaN
+    # task 1: predicted yes once, never true: precision 0/1 = 0, recall 0/0 NaN
+    m = per_task_metrics(np.array([[-1.0, 2.0], [-1.0, -2.0]]), np.array([[1.0, 0.0],
+                                                                            [0.0, 0.0]]))
+    assert _same(m["precision"], [NAN, 0]) and _same(m["recall"], [0, NAN])
+    assert _same(m["f1"], [NAN, NAN])

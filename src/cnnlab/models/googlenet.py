@@ -348,9 +348,12 @@ def _map_hw(hw, variant: str, aux_logits: bool) -> tuple[int, int]:
     hw = through("maxpool1", MaxPool2DCeil(3, 2), hw)
     hw = through("maxpool2", MaxPool2DCeil(3, 2), hw)  # conv2, conv3 keep the size
     hw = through("maxpool3", MaxPool2DCeil(3, 2), hw)
-    if aux_logits and variant == "paper" and min(hw) < 5:  # the aux heads' 5x5/3 average pool
-        raise ValueError(f"the feature map would be {hw[0]}x{hw[1]} before aux1.pool (5x5 "
-                         "average pool) and empty after it")
+    if aux_logits and variant == "paper":  # the aux heads: 5x5/3 average pool, then a dense
+        pooled = tuple((n - 5) // 3 + 1 for n in hw)  # layer that takes a 4x4 map
+        if pooled != (4, 4):
+            raise ValueError(f"the feature map would be {hw[0]}x{hw[1]} before aux1.pool (5x5/3 "
+                             f"average pool), which makes it {max(pooled[0], 0)}x"
+                             f"{max(pooled[1], 0)}; the auxiliary heads take 4x4")
     pool4 = MaxPool2DCeil(2, 2) if variant == "torchvision" else MaxPool2DCeil(3, 2)
     return through("maxpool4", pool4, hw)
 
@@ -361,9 +364,14 @@ def _check_input_size(hw, variant: str, aux_logits: bool) -> None:
     try:
         _map_hw(hw, variant, aux_logits)
     except ValueError as e:
-        smallest = next(n for n in range(1, 1024) if _fits(n, variant, aux_logits))
-        raise ValueError(f"googlenet: input_size is too small: {e}; received input_size="
-                         f"{hw[0]}x{hw[1]}, the smallest is {smallest}x{smallest}") from None
+        fits = [n for n in range(1, 1025) if _fits(n, variant, aux_logits)]
+        if fits[-1] < 1024:  # a window of sizes (the paper's auxiliary heads)
+            sizes = f"sizes {fits[0]} to {fits[-1]} work"
+        else:
+            sizes = f"the smallest is {fits[0]}x{fits[0]}"
+        small = "too small" if min(hw) < fits[0] else "not one it takes"
+        raise ValueError(f"googlenet: input_size is {small}: {e}; received input_size="
+                         f"{hw[0]}x{hw[1]}, {sizes}") from None
 
 
 def _fits(n: int, variant: str, aux_logits: bool) -> bool:

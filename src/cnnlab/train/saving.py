@@ -18,7 +18,8 @@ __all__ = ["describe", "load", "save"]
 
 # builder settings worth recording (JSON-able, shape the architecture); the rest (seed, init,
 # dtype) only decide the initial weights, which the file replaces
-_SETTINGS = ("variant", "width", "aux_logits", "transform_input", "batch_norm", "zero_init_residual")
+_SETTINGS = ("variant", "width", "aux_logits", "transform_input", "batch_norm",
+             "zero_init_residual")
 
 
 def describe(model) -> dict | None:
