@@ -207,3 +207,10 @@ def test_multitask_follows_the_same_rule():
                                                                             [0.0, 0.0]]))
     assert _same(m["precision"], [NAN, 0]) and _same(m["recall"], [0, NAN])
     assert _same(m["f1"], [NAN, NAN])
+
+
+def test_docstring_examples_of_metrics():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab.metrics")).failed == 0

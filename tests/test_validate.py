@@ -66,3 +66,10 @@ def test_name_matches_dotted_prefixes():
     assert name_matches("anything", "")
     assert name_matches("layer1.0.w", "layer1.")
     assert not name_matches("layer10.w", "layer1")
+
+
+def test_docstring_examples_of_validate():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab._validate")).failed == 0

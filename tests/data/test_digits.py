@@ -60,3 +60,10 @@ def test_blank_page_and_bad_shapes():
     with pytest.raises(ValueError, match=r"mnist_style: expected one image \(H, W\), \(H, W, 1\) "
                                          r"or \(H, W, 3\); received shape \(2, 3, 4, 1\)"):
         mnist_style(np.zeros((2, 3, 4, 1)))
+
+
+def test_docstring_examples_of_digits():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab.data.digits")).failed == 0

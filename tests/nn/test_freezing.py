@@ -50,3 +50,10 @@ def test_freeze_without_bn_stats_and_both_functions_agree():
     assert "FrozenBatchNorm2D" in kinds
     x = cl.tensor(np.zeros((1, 32, 32, 3), np.float32))
     assert a(x).shape == (1, 10)
+
+
+def test_docstring_examples_of_freezing():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab.nn.freezing")).failed == 0

@@ -54,3 +54,10 @@ def test_any_model_by_its_weights(tmp_path):
     wrong = nn.Sequential(nn.Dense(3, 4, seed=0))
     with pytest.raises(CheckpointError, match=r"mlp.npz: does not match the model"):
         cnnlab.load(tmp_path / "mlp.npz", model=wrong)
+
+
+def test_docstring_examples_of_saving():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab.train.saving")).failed == 0
