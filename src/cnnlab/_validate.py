@@ -42,7 +42,7 @@ def as_generator(seed, where: str, name: str = "seed") -> np.random.Generator:
     None: fresh entropy from the operating system; an int >= 0 or a ``SeedSequence``: a new
     Generator seeded with it (the same seed, the same numbers); a Generator: itself.
 
-    >>> as_generator(0, "demo").integers(10) == as_generator(0, "demo").integers(10)
+    >>> bool(as_generator(0, "demo").integers(10) == as_generator(0, "demo").integers(10))
     True
     """
     if isinstance(seed, np.random.Generator):
