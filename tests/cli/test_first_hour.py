@@ -8,6 +8,7 @@ statistics (0 and 1), MNIST's own test digits drawn back black on white, hand co
 from __future__ import annotations
 
 import re
+import select
 import signal
 import subprocess
 import time
@@ -262,6 +263,9 @@ def test_interrupted_starts_on_a_new_line(tmp_path):
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
+        # the first line within a deadline (a build that prints nothing must fail, not hang)
+        ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
+        assert ready, "gradcheck printed nothing"
         first = proc.stdout.readline()
         assert first.startswith("checking"), first
         time.sleep(0.5)
