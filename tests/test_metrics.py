@@ -20,9 +20,10 @@ Y_PRED = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1]
 # by hand: rows true, columns predicted
 CM = [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 3, 0], [0, 1, 0, 0]]
 # TP = [2, 1, 3, 0], predicted = [3, 3, 4, 0], true = [3, 2, 4, 1]
-PRECISION = [2 / 3, 1 / 3, 3 / 4, 0.0]  # class 3: 0/0 -> 0
-RECALL = [2 / 3, 1 / 2, 3 / 4, 0.0]
-F1 = [2 / 3, 2 / 5, 3 / 4, 0.0]  # class 1: 2 (1/3)(1/2) / (1/3 + 1/2) = 2/5
+NAN = float("nan")
+PRECISION = [2 / 3, 1 / 3, 3 / 4, NAN]  # class 3 is never predicted: 0/0, undefined
+RECALL = [2 / 3, 1 / 2, 3 / 4, 0.0]  # class 3 occurs once, never found: 0/1
+F1 = [2 / 3, 2 / 5, 3 / 4, NAN]  # class 1: 2 (1/3)(1/2) / (1/3 + 1/2) = 2/5; class 3: P undefined
 
 
 def test_confusion_matrix_by_hand():
@@ -45,36 +46,42 @@ def test_accuracy():
     assert accuracy(Y_TRUE, Y_PRED) == 0.6
     scores = np.eye(4)[Y_PRED] * 0.9 + 0.01  # argmax is Y_PRED
     assert accuracy(Y_TRUE, scores) == 0.6
-    assert accuracy([], []) == 0.0
+    assert np.isnan(accuracy([], []))  # no items: undefined
 
 
 def test_per_class_by_hand():
     p, r, f = precision_recall_f1(Y_TRUE, Y_PRED)
     assert p.dtype == np.float64 and p.shape == (4,)
-    assert p.tolist() == pytest.approx(PRECISION)
-    assert r.tolist() == pytest.approx(RECALL)
-    assert f.tolist() == pytest.approx(F1)
+    assert p.tolist() == pytest.approx(PRECISION, nan_ok=True)
+    assert r.tolist() == pytest.approx(RECALL, nan_ok=True)
+    assert f.tolist() == pytest.approx(F1, nan_ok=True)
 
 
 def test_macro_micro_by_hand():
     p, r, f = precision_recall_f1(Y_TRUE, Y_PRED, average="macro")
-    assert (p, r, f) == pytest.approx((0.4375, 23 / 48, 109 / 240))
+    # the mean over the classes where each is defined: precision and F1 over classes 0-2
+    assert (p, r, f) == pytest.approx((1.75 / 3, 23 / 48, (2 / 3 + 2 / 5 + 3 / 4) / 3))
     assert precision_recall_f1(Y_TRUE, Y_PRED, average="micro") == pytest.approx((0.6, 0.6, 0.6))
-    # a 5th class that never occurs counts as zeros in the macro mean
-    p5, _, _ = precision_recall_f1(Y_TRUE, Y_PRED, average="macro", num_classes=5)
-    assert p5 == pytest.approx(1.75 / 5)
+    # a 5th class that never occurs nor is predicted is undefined: it leaves the means alone
+    p5, r5, _ = precision_recall_f1(Y_TRUE, Y_PRED, average="macro", num_classes=5)
+    assert (p5, r5) == pytest.approx((1.75 / 3, 23 / 48))
 
 
-def test_zero_division_is_zero():
+def _same(a, b) -> bool:
+    """Equal lists where NaN equals NaN."""
+    return np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True)
+
+
+def test_zero_division_is_undefined_nan():
     p, r, f = precision_recall_f1([0, 0], [0, 0], num_classes=3)
-    assert (
-        p.tolist() == [1.0, 0.0, 0.0]
-        and r.tolist() == [1.0, 0.0, 0.0]
-        and f.tolist() == [1.0, 0.0, 0.0]
-    )
+    assert _same(p, [1, NAN, NAN]) and _same(r, [1, NAN, NAN]) and _same(f, [1, NAN, NAN])
     p, r, f = precision_recall_f1([1, 1], [0, 0])  # class 0: predicted, never true; no TP at all
-    assert p.tolist() == [0.0, 0.0] and r.tolist() == [0.0, 0.0] and f.tolist() == [0.0, 0.0]
-    assert precision_recall_f1([], [], average="micro") == (0.0, 0.0, 0.0)
+    assert _same(p, [0, NAN]) and _same(r, [NAN, 0]) and _same(f, [NAN, NAN])
+    # precision and recall both 0 (defined: nothing right) give F1 = 0, not NaN
+    p, r, f = precision_recall_f1([0, 1, 1], [1, 0, 2], num_classes=3)
+    assert _same(p, [0, 0, 0]) and _same(r, [0, 0, NAN]) and _same(f, [0, 0, NAN])
+    assert all(np.isnan(precision_recall_f1([], [], average="micro")))
+    assert all(np.isnan(precision_recall_f1([], [], average="macro")))
 
 
 def test_top_k_by_hand():
@@ -95,9 +102,9 @@ def test_report_table():
     assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
     assert lines[2].split() == ["zero", "0.6667", "0.6667", "0.6667", "3"]
     assert lines[3].split() == ["one", "0.3333", "0.5000", "0.4000", "2"]
-    assert lines[5].split() == ["three", "0.0000", "0.0000", "0.0000", "1"]
+    assert lines[5].split() == ["three", "-", "0.0000", "-", "1"]  # '-': undefined
     assert lines[7].split() == ["accuracy", "0.6000", "10"]
-    assert lines[8].split() == ["macro", "avg", "0.4375", "0.4792", "0.4542", "10"]
+    assert lines[8].split() == ["macro", "avg", "0.5833", "0.4792", "0.6056", "10"]
     assert lines[9].split() == ["micro", "avg", "0.6000", "0.6000", "0.6000", "10"]
     assert len({len(line) for line in lines if line}) == 1  # columns line up
     digits2 = classification_report(Y_TRUE, Y_PRED, digits=2).splitlines()
@@ -155,7 +162,7 @@ def test_random_labels_against_plain_loops():
     assert confusion_matrix(y_true, y_pred, k).tolist() == cm
 
     def div(a, b):
-        return a / b if b else 0.0
+        return a / b if b else NAN
 
     prec = [div(tp[c], tp[c] + fp[c]) for c in range(k)]
     rec = [div(tp[c], tp[c] + fn[c]) for c in range(k)]
@@ -174,3 +181,36 @@ def test_random_labels_against_plain_loops():
         better = sum(1 for v in row if v > row[label])
         hits += better < 2
     assert top_k_accuracy(scores, y_true, 2) == pytest.approx(hits / 300)
+
+
+def test_the_trainers_accuracy_lives_here_and_counts_by_hand():
+    from cnnlab.metrics import binary_accuracy, output_accuracy
+
+    logits = np.array([[2.0, 0.1, 0.0], [0.3, 0.2, 0.9], [0.0, 1.0, 0.5]])
+    assert output_accuracy(logits, [0, 1, 1]) == pytest.approx(2 / 3)
+    assert output_accuracy(logits, np.eye(3)[[0, 1, 1]]) == pytest.approx(2 / 3)  # one-hot rows
+    # multi-label rows (not distributions) and NaN for unknown: each yes/no counted, NaN skipped
+    y = np.array([[1, 0, 1], [0, 0, NAN], [1, 1, 1]])
+    # logit > 0 says yes: rows yes,yes,no / yes,yes,(yes) / no,yes,yes against the truth
+    right = [[True, False, False], [False, False], [False, True, True]]
+    assert binary_accuracy(logits, y) == pytest.approx(sum(map(sum, right)) / 8)
+    assert output_accuracy(logits, y) == binary_accuracy(logits, y)
+    assert np.isnan(binary_accuracy([[1.0]], [[NAN]]))  # nothing known: undefined
+
+
+def test_multitask_follows_the_same_rule():
+    from cnnlab.models.multitask import per_task_metrics
+
+    # task 0: never predicted yes, one true yes: precision 0/0 NaN, recall 0/1 = 0, F1 NaN
+    # task 1: predicted yes once, never true: precision 0/1 = 0, recall 0/0 NaN
+    m = per_task_metrics(np.array([[-1.0, 2.0], [-1.0, -2.0]]), np.array([[1.0, 0.0],
+                                                                            [0.0, 0.0]]))
+    assert _same(m["precision"], [NAN, 0]) and _same(m["recall"], [0, NAN])
+    assert _same(m["f1"], [NAN, NAN])
+
+
+def test_docstring_examples_of_metrics():
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module("cnnlab.metrics")).failed == 0

@@ -18,7 +18,27 @@ __version__ = "0.1.0"
 
 keep_freed_memory()  # glibc keeps freed arrays for the next training step (see cnnlab/_malloc.py)
 
+
+
+def save(model, path):
+    """Save a model to one ``.npz`` file (weights, buffers, and a zoo model's description; no
+    pickle). See :func:`cnnlab.train.saving.save`."""
+    from cnnlab.train.saving import save as _save
+
+    return _save(model, path)
+
+
+def load(path, model=None):
+    """Load a model saved by :func:`save` or ``cnnlab train`` (its checkpoints), in eval mode.
+    See :func:`cnnlab.train.saving.load`."""
+    from cnnlab.train.saving import load as _load
+
+    return _load(path, model)
+
+
 __all__ = [
+    "save",
+    "load",
     "Tensor",
     "Function",
     "tensor",

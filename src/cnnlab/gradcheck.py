@@ -139,7 +139,7 @@ class ModelGradcheckResult(GradcheckResult):
 
 
 def gradcheck_model(model, x, y, loss=None, *, max_elements: int | None = 20, eps: float = 1e-6,
-                    seed: int = 0) -> ModelGradcheckResult:
+                    seed: int = 0, on_parameter=None) -> ModelGradcheckResult:
     """Check the gradient of ``loss(model(x), y)`` with respect to every parameter.
 
     The model must be in float64 (``model.double()``): float32 differences are rounding noise
@@ -149,6 +149,10 @@ def gradcheck_model(model, x, y, loss=None, *, max_elements: int | None = 20, ep
     of each parameter is perturbed (None: all of them); the relative difference is then taken
     over those entries. The model is left as it was found: weights, buffers (batch norm's
     running statistics, which training-mode calls would update) and ``.grad`` (None).
+
+    ``on_parameter(name, rel, checked, size)``, when given, is called after each parameter
+    (its relative difference, the entries perturbed and the entries it has): a progress report
+    for large models, where each entry costs two forward passes.
     """
     from cnnlab.nn.dropout import Dropout
     from cnnlab.ops.loss import cross_entropy
@@ -169,14 +173,15 @@ def gradcheck_model(model, x, y, loss=None, *, max_elements: int | None = 20, ep
     params = list(model.named_parameters())
     saved = model.state_dict()
     try:
-        return _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed)
+        return _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed,
+                                 on_parameter)
     finally:
         model.load_state_dict(saved)
         for _, p in params:
             p.grad = None
 
 
-def _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed):
+def _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed, on_parameter=None):
 
     def objective() -> Tensor:
         return loss(model(Tensor(x)), y)
@@ -206,6 +211,8 @@ def _gradcheck_params(model, params, x, y, loss, max_elements, eps, seed):
         g = analytic.reshape(-1)[idx]
         rel = _relative(g, numeric)
         per[name] = rel
+        if on_parameter is not None:
+            on_parameter(name, rel, len(idx), flat.size)
         if rel > worst[0]:
             j = int(np.argmax(np.abs(g - numeric)))
             worst = (rel, name, (int(idx[j]),), float(g[j]), float(numeric[j]))

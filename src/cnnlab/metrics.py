@@ -9,8 +9,18 @@ class k predicted otherwise:
     precision_k = TP_k / (TP_k + FP_k)      recall_k = TP_k / (TP_k + FN_k)
     F1_k = 2 precision_k recall_k / (precision_k + recall_k)
 
-A ratio whose denominator is 0 (a class never predicted, never present, or with precision
-and recall both 0) is defined as 0 (and no warning is given).
+One rule for a ratio whose denominator is 0, everywhere in cnnlab (these functions, the
+trainer, ``cnnlab evaluate``, the multitask metrics): it is **undefined, NaN** (see
+:func:`ratio`). The precision of a class that is never predicted, the recall of a class that
+never occurs, the accuracy of no items: there is nothing to measure, and 0 would read as "all
+wrong" (scikit-learn's default of 0 with a warning hides the difference in a table). F1 is
+NaN when precision or recall is; when both are 0 (defined: nothing right), F1 is 0. The macro
+average is the mean over the classes where the value is defined (NaN if none is), and printed
+tables show an undefined value as ``-``.
+
+The trainer's per-batch accuracy on network outputs (:func:`output_accuracy`,
+:func:`binary_accuracy`) lives here too, so that ``fit``, ``evaluate`` and the command line
+count the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +29,10 @@ import numpy as np
 
 __all__ = [
     "accuracy",
+    "binary_accuracy",
+    "f1_score",
+    "output_accuracy",
+    "ratio",
     "classification_report",
     "confusion_matrix",
     "format_confusion_matrix",
@@ -63,17 +77,34 @@ def _num_classes(op: str, num_classes, *ys) -> int:
     return int(num_classes)
 
 
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b elementwise, 0 where b == 0."""
+def ratio(a, b) -> np.ndarray:
+    """a / b elementwise in float64, NaN where b == 0 (undefined: the module's one rule).
+
+    >>> ratio([1, 0], [2, 0]).tolist()
+    [0.5, nan]
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+    out = np.full(np.broadcast(a, b).shape, np.nan)
+    return np.divide(a, b, out=out, where=b != 0)
+
+
+def f1_score(precision, recall) -> np.ndarray:
+    """F1 = 2 P R / (P + R) from precision and recall (elementwise): 0 where P = R = 0
+    (nothing right), NaN where P or R is undefined.
+
+    >>> f1_score([0.5, 0.0, float("nan")], [1.0, 0.0, 1.0]).tolist()
+    [0.6666666666666666, 0.0, nan]
+    """
+    p, r = np.asarray(precision, np.float64), np.asarray(recall, np.float64)
+    f1 = ratio(2 * p * r, p + r)
+    return np.where((p == 0) & (r == 0), 0.0, f1)
 
 
 def accuracy(y_true, y_pred) -> float:
     """Fraction of items predicted right: mean(y_pred == y_true).
 
     ``y_pred`` may be labels (N,) or scores (N, K) (then its argmax is the prediction).
-    Returns 0.0 for no items.
+    Returns NaN for no items (undefined; module docstring).
 
     >>> accuracy([0, 1, 2, 2], [0, 2, 2, 2])
     0.75
@@ -82,7 +113,46 @@ def accuracy(y_true, y_pred) -> float:
     if y_pred.ndim == 2:
         y_pred = y_pred.argmax(axis=1)
     y_true, y_pred = _pair("accuracy", y_true, y_pred)
-    return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+    return float(ratio(np.sum(y_true == y_pred), len(y_true)))
+
+
+def binary_accuracy(logits, y) -> float:
+    """Fraction of yes/no labels right, each output column its own question: a logit > 0 says
+    yes, a target > 0.5 is yes. Unknown labels (NaN) are not counted; NaN when none is known.
+
+    Shape: logits (N, T) (or (N,)); y the same number of values.
+
+    >>> binary_accuracy([[2.0, -1.0], [0.5, 3.0]], [[1, 0], [0, float("nan")]])
+    0.6666666666666666
+    """
+    logits = np.asarray(logits)
+    y = np.asarray(y, dtype=np.float64).reshape(logits.shape)
+    known = ~np.isnan(y)
+    return float(ratio(np.sum((logits > 0)[known] == (y[known] > 0.5)), known.sum()))
+
+
+def output_accuracy(logits, y) -> float:
+    """The accuracy ``fit`` reports for a network's outputs ``logits`` (N, K).
+
+    Integer labels (N,) or rows of class probabilities / one-hot (N, K): the fraction whose
+    argmax is right. With one output column, or multi-label targets (rows that are not a
+    distribution, or NaN for unknown labels): :func:`binary_accuracy` instead, as Keras picks
+    for a binary cross-entropy.
+
+    >>> output_accuracy([[2.0, 0.1], [0.3, 0.2]], [0, 1])
+    0.5
+    """
+    logits, y = np.asarray(logits), np.asarray(y)
+    if logits.shape[-1] == 1 or (y.ndim == logits.ndim and _is_multilabel(y)):
+        return binary_accuracy(logits, y)
+    if y.ndim == logits.ndim:
+        y = y.argmax(axis=-1)
+    return float(ratio(np.sum(logits.argmax(axis=-1) == y), len(y)))
+
+
+def _is_multilabel(y: np.ndarray) -> bool:
+    y = y.astype(np.float64, copy=False)
+    return bool(np.isnan(y).any() or not np.allclose(y.sum(axis=-1), 1.0))
 
 
 def top_k_accuracy(scores, labels, k: int = 5) -> float:
@@ -141,8 +211,9 @@ def precision_recall_f1(y_true, y_pred, average=None, num_classes=None):
     'micro'  three floats from the summed counts: precision = sum TP / sum predicted,
              recall = sum TP / sum true; for single-label data all three equal the accuracy
 
-    A zero denominator gives 0 (see the module docstring). ``num_classes`` K defaults to the
-    largest label seen + 1.
+    A zero denominator gives NaN, and the macro mean is over the classes where the value is
+    defined (see the module docstring). ``num_classes`` K defaults to the largest label seen
+    + 1.
 
     >>> p, r, f = precision_recall_f1([0, 0, 1, 1], [0, 1, 1, 1])
     >>> p.tolist(), r.tolist()
@@ -156,18 +227,21 @@ def precision_recall_f1(y_true, y_pred, average=None, num_classes=None):
     tp = np.diag(cm).astype(np.float64)  # (K,)
     predicted, actual = cm.sum(axis=0), cm.sum(axis=1)  # (K,), (K,)
     if average == "micro":
-        precision = float(_safe_div(tp.sum(), predicted.sum()))
-        recall = float(_safe_div(tp.sum(), actual.sum()))
-        f1 = float(_safe_div(2 * precision * recall, precision + recall))
-        return precision, recall, f1
-    precision = _safe_div(tp, predicted)
-    recall = _safe_div(tp, actual)
-    f1 = _safe_div(2 * precision * recall, precision + recall)
+        precision = float(ratio(tp.sum(), predicted.sum()))
+        recall = float(ratio(tp.sum(), actual.sum()))
+        return precision, recall, float(f1_score(precision, recall))
+    precision = ratio(tp, predicted)
+    recall = ratio(tp, actual)
+    f1 = f1_score(precision, recall)
     if average == "macro":
-        if len(tp) == 0:
-            return 0.0, 0.0, 0.0
-        return float(precision.mean()), float(recall.mean()), float(f1.mean())
+        return _defined_mean(precision), _defined_mean(recall), _defined_mean(f1)
     return precision, recall, f1
+
+
+def _defined_mean(values: np.ndarray) -> float:
+    """The mean of the values that are defined (not NaN); NaN when none is."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else float("nan")
 
 
 def classification_report(
@@ -177,7 +251,8 @@ def classification_report(
 
     Rows: one per class (named by ``class_names`` or by the label), then ``accuracy``,
     ``macro avg`` (unweighted means over classes; support = N) and ``micro avg`` (from the
-    summed counts; equal to the accuracy for single-label data). Zero divisions give 0.
+    summed counts; equal to the accuracy for single-label data). An undefined value (a zero
+    denominator) is shown as ``-``.
 
     >>> print(classification_report([0, 0, 1, 1], [0, 1, 1, 1]))  # doctest: +NORMALIZE_WHITESPACE
                  precision    recall  f1-score   support
@@ -205,7 +280,7 @@ def classification_report(
     col = max(digits + 6, 9)
 
     def num(v):
-        return f"{v:>{col}.{digits}f}"
+        return f"{'-':>{col}}" if np.isnan(v) else f"{v:>{col}.{digits}f}"
 
     header = (
         f"{'':>{width}} {'precision':>{col}} {'recall':>{col}} {'f1-score':>{col}} "

@@ -61,7 +61,9 @@ def _write_pngs(folder, labels, seed=5):
 def _predictions(stdout):
     """{file name: (class, probability)} from predict's lines ``PATH<TAB>CLASS PROB``."""
     out = {}
-    for line in stdout.splitlines():
+    lines = stdout.splitlines()
+    assert lines[0].startswith("file\tclass probability"), stdout  # the header row
+    for line in lines[1:]:
         path, shown = line.split("\t")
         label, prob = shown.split()
         out[path.rsplit("/", 1)[-1]] = (label, float(prob))
@@ -100,7 +102,7 @@ def test_predict_probabilities_are_the_models_own(run4, tmp_path):
     model, info = model_from_checkpoint(out / "best.npz")
     h, w, c = info["input_shape"]
     printed = {line.split("\t")[0].rsplit("/", 1)[-1]: line.split("\t")[1]
-               for line in result.stdout.splitlines()}
+               for line in result.stdout.splitlines()[1:]}  # after the header row
     for path in paths:
         image = load_image(path, size=(h, w), grayscale=(c == 1)).reshape(1, h, w, c)
         logits = predict(model, image.astype(np.float32))[0]
@@ -118,7 +120,7 @@ def test_predict_top_k_probabilities_sum_to_one(run4, tmp_path):
     result = run_cli("predict", "--checkpoint", out / "best.npz", "--top", "4", path,
                      cwd=tmp_path)
     assert_ok(result)
-    shown = result.stdout.strip().split("\t")[1].split(", ")
+    shown = result.stdout.strip().splitlines()[1].split("\t")[1].split(", ")
     probs = [float(s.split()[1]) for s in shown]
     assert len(probs) == 4 and probs == sorted(probs, reverse=True)
     assert sum(probs) == pytest.approx(1.0, abs=3e-3)  # printed with 3 decimals

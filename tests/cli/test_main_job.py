@@ -49,7 +49,7 @@ def test_one_epoch_of_the_main_job(tmp_path):
     assert sum(m["support"]) == 2500  # the embedded test subset
     assert m["test_accuracy"] > 0.9  # one epoch of LeNet-5 on 13,500 digits
     lines = result.stdout.strip().splitlines()
-    assert lines[-2].startswith(f"test accuracy {m['test_accuracy']:.4f}")
+    assert lines[-3].startswith(f"test accuracy {m['test_accuracy']:.4f}")
     assert "runs/lenet5-mnist" in lines[-1]
     config = read_json(out / "config.json")
     assert config["data_dir"] is None and config["model"] == "lenet5"

@@ -373,3 +373,30 @@ def test_adaptive_avg_pool_against_loops():
     np.testing.assert_allclose(AdaptiveAvgPool2D(2)(cl.tensor(x[:, :8, :8])).numpy(),
                                x[:, :8, :8].reshape(2, 2, 4, 2, 4, 3).mean(axis=(2, 4)),
                                rtol=1e-12)
+
+
+# ------------------------------------------------------------------ issue 17: small inputs
+@pytest.mark.parametrize("variant, aux, smallest, sizes",
+                         [("paper", False, 31, "the smallest is 31x31"),
+                          ("torchvision", True, 28, ""),
+                          ("paper", True, 223, "sizes 223 to 270 work")])
+def test_googlenet_too_small_input_is_refused_when_built(variant, aux, smallest, sizes):
+    """MNIST's 28x28 empties the map before a pool: refused with the sizes that work (checked
+    here by building and running the network: the oracle is the forward pass itself)."""
+    if smallest > 28:
+        with pytest.raises(ValueError, match=rf"^googlenet: input_size is too small: .* received "
+                                             rf"input_size=28x28, {sizes}$"):
+            models.googlenet(10, input_size=28, in_channels=1, width=0.125, variant=variant,
+                             aux_logits=aux)
+    net = models.googlenet(10, input_size=smallest, in_channels=1, width=0.125, seed=0,
+                           variant=variant, aux_logits=aux)
+    out = net(cl.tensor(np.ones((2, smallest, smallest, 1), np.float32)))  # training mode
+    assert [o.shape for o in out] == [(2, 10)] * 3 if aux else out.shape == (2, 10)
+    with pytest.raises(ValueError):
+        MaxPool2DCeil(3, 2)(cl.tensor(np.zeros((1, 1, 1, 1))))  # what 30x30 would hit
+
+
+def test_default_input_shape_is_what_the_builder_records():
+    for name in models.names():
+        assert models.default_input_shape(name) == tuple(models.get(name, init="zeros").input_shape)
+    assert models.default_input_shape("lenet5") == (28, 28, 1)

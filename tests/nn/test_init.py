@@ -110,5 +110,6 @@ def test_bad_initializers_are_explained():
     with pytest.raises(ValueError, match=r"Dense: the initializer returned shape \(3,\); "
                                          r"needed \(2, 2\)"):
         nn.Dense(2, 2, init=lambda shape, rng: np.zeros(3))
-    with pytest.raises(TypeError, match=r"he_normal: rng must be a seed"):
+    with pytest.raises(TypeError, match=r"he_normal: rng must be an int, None or a "
+                                        r"numpy.random.Generator; received 'x'"):
         init.he_normal((2, 2), rng="x")

@@ -154,3 +154,15 @@ def test_bad_input_shape():
         nn.summary(nn.ReLU(), (0, 3))
     with pytest.raises(TypeError, match=r"summary: model must be a Module; received function"):
         nn.summary(lambda x: x, (3,))
+
+
+def test_zoo_models_need_no_input_shape():
+    from cnnlab import models
+
+    model = models.get("lenet5", seed=0)
+    assert str(nn.summary(model)) == str(nn.summary(model, (28, 28, 1)))
+    text = str(nn.summary(model))
+    assert "RF: receptive field" in text and "Jump: input pixels between" in text
+    with pytest.raises(ValueError, match=r"summary: Sequential does not record its input shape; "
+                                         r"give one sample's shape"):
+        nn.summary(nn.Sequential(nn.Dense(2, 2, seed=0)))

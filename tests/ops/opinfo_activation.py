@@ -191,8 +191,8 @@ OPS = [
                 {"rate": 0.5, "rng": "seed"},
                 TypeError,
                 re.escape(
-                    "dropout: rng must be None, an int seed or a "
-                    "numpy.random.Generator; received str"
+                    "dropout: rng must be an int, None or a "
+                    "numpy.random.Generator; received 'seed'"
                 ),
             ),
             ErrorCase(
@@ -200,7 +200,7 @@ OPS = [
                 {"rate": 0.5, "rng": np.random.RandomState(0)},
                 TypeError,
                 re.escape(
-                    "dropout: rng must be None, an int seed or a "
+                    "dropout: rng must be an int, None or a "
                     "numpy.random.Generator; received RandomState"
                 ),
             ),

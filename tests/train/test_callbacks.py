@@ -223,7 +223,7 @@ def test_lr_scheduler_with_a_schedule_from_optim_and_resume(tmp_path):
         callbacks=[LRScheduler(sched), ModelCheckpoint(tmp_path, monitor="loss"), rec],
     )
     assert rec.lrs == [[0.02 * 0.5**e] for e in range(4)]  # epochs 2, 3 after the resume
-    with pytest.raises(TypeError, match=r"LRScheduler: schedule must be callable; received 0\.1"):
+    with pytest.raises(TypeError, match=r"LRScheduler: a schedule must be callable; received 0\.1"):
         LRScheduler(0.1)
 
 

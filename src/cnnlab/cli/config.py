@@ -23,7 +23,8 @@ __all__ = ["MAX_CONFIG_BYTES", "settings_schema", "check_settings", "read_config
 MAX_CONFIG_BYTES = 1 << 20  # a config.json cnnlab writes is under 1 KB
 
 # settings that runs from before them lack: checked when present, their default when missing
-_ADDED_LATER = ("train_dev_fraction", "dev_data", "test_data", "beta", "sync_bn")
+_ADDED_LATER = ("train_dev_fraction", "dev_data", "test_data", "beta", "sync_bn",
+                "input_shape")
 
 
 def settings_schema() -> S.Dict:
@@ -60,6 +61,7 @@ def settings_schema() -> S.Dict:
         "test_data": S.Str(nullable=True),
         "beta": S.Num(low=0, high=1, nullable=True),
         "sync_bn": S.Bool(nullable=True),
+        "input_shape": S.List(S.Int(low=1), nullable=True),
     }
     newer = [k for k in DEFAULTS if k not in fields]
     fields.update({k: S.Json(depth=4) for k in newer})

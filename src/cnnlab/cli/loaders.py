@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from cnnlab.cli.common import CLIError
+from cnnlab.data.errors import DataError
 
-__all__ = ["parse_shape", "build_model", "load_dataset", "model_from_checkpoint"]
+__all__ = ["parse_shape", "build_model", "load_dataset", "model_from_checkpoint", "check_fits",
+           "guess_dataset", "FOLDER_LAYOUT"]
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
 
@@ -53,17 +55,38 @@ def build_model(name: str, num_classes=None, input_shape=None, dropout=None, see
         raise CLIError(f"cannot build model {name!r} with {kwargs}: {e}") from None
 
 
-def load_dataset(name: str, data_dir, split: str, download: bool = False):
+FOLDER_LAYOUT = ("DIR/train/CLASS/*.png and DIR/test/CLASS/*.png (one subfolder per class, the "
+                 "same classes in both; PNG or JPEG)")
+
+
+def guess_dataset(data_dir) -> str | None:
+    """'folder' when ``data_dir`` holds ``train/`` and ``test/`` folders (the image-folder
+    layout), else None (the caller's default applies)."""
+    from pathlib import Path
+
+    if data_dir is None:
+        return None
+    root = Path(data_dir).expanduser()
+    return "folder" if (root / "train").is_dir() and (root / "test").is_dir() else None
+
+
+def load_dataset(name: str, data_dir, split: str, download: bool = False, input_shape=None):
+    """The ``split`` of dataset ``name``. ``input_shape`` (H, W, C) is what a folder's images
+    are brought to (resized, and converted to grayscale for C = 1 or RGB for C = 3): the
+    shape the model takes."""
     from cnnlab import data
 
     if name not in DATASETS:
         raise CLIError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
-    if name == "mnist":
-        return data.mnist(split, root=data_dir, download=download and data_dir is None)
-    if name == "fashion_mnist":
-        if data_dir is None and not download:
-            raise CLIError("fashion_mnist needs --data-dir DIR (IDX files) or --download")
-        return data.fashion_mnist(split, root=data_dir, download=download)
+    try:
+        if name == "mnist":
+            return data.mnist(split, root=data_dir, download=download)
+        if name == "fashion_mnist":
+            if data_dir is None and not download:
+                raise CLIError("fashion_mnist needs --data-dir DIR (IDX files) or --download")
+            return data.fashion_mnist(split, root=data_dir, download=download)
+    except DataError as e:  # the library's advice names its keyword; the user typed flags
+        raise CLIError(str(e).replace("pass download=True", "add --download")) from None
     if data_dir is None:
         raise CLIError(f"dataset {name!r} needs --data-dir DIR")
     if name == "cifar10":
@@ -71,16 +94,29 @@ def load_dataset(name: str, data_dir, split: str, download: bool = False):
     # folder: DIR/train and DIR/test, one subfolder per class in each
     from pathlib import Path
 
-    root = Path(data_dir) / split
+    root = Path(data_dir).expanduser() / split
     if not root.is_dir():
-        raise CLIError(f"dataset 'folder' expects {root} (one subfolder per class)")
-    return data.image_folder(root)
+        raise CLIError(f"dataset 'folder' expects {root}: the layout is {FOLDER_LAYOUT}")
+    if input_shape is None:
+        return data.image_folder(root)
+    h, w, c = input_shape
+    if c not in (1, 3):
+        raise CLIError(f"dataset 'folder': the model takes {c}-channel images; image folders "
+                       "give grayscale (1) or RGB (3)")
+    return data.image_folder(root, size=(h, w), grayscale=(c == 1))
 
 
 def model_from_checkpoint(path):
     """(model with the checkpoint's weights, the checkpoint's description dict)."""
+    from pathlib import Path
+
     from cnnlab.train.checkpoint import CheckpointError, load_checkpoint, read_metadata
 
+    if Path(path).is_dir():
+        found = [f.name for f in (Path(path) / "best.npz", Path(path) / "last.npz") if f.is_file()]
+        hint = f"; it holds {' and '.join(found)}" if found else ""
+        raise CLIError(f"{path} is a folder, not a checkpoint file: give a .npz file, e.g. "
+                       f"{Path(path) / 'best.npz'}{hint}")
     # the description first, then only the weights that model has, each checked before it is
     # read (see load_checkpoint)
     info = read_metadata(path).get("extra", {}).get("model")
@@ -98,3 +134,21 @@ def model_from_checkpoint(path):
         raise CheckpointError(f"{path}: does not match model {info['name']!r}: {e}") from None
     model.eval()
     return model, info
+
+
+def check_fits(info: dict, dataset, what: str) -> None:
+    """A CLIError unless the checkpoint's model (``info``) takes ``dataset``'s images and has
+    an output for each of its labels."""
+    shape = tuple(int(v) for v in dataset.x.shape[1:])
+    expected = tuple(int(v) for v in info["input_shape"])
+    if shape != expected:
+        raise CLIError(f"the checkpoint's {info['name']} takes {_hwc(expected)} images but "
+                       f"{what} has {_hwc(shape)} images")
+    top = int(dataset.y.max()) if len(dataset.y) else -1
+    if top >= int(info["num_classes"]):
+        raise CLIError(f"the checkpoint's {info['name']} has {info['num_classes']} classes but "
+                       f"{what} has labels up to {top}")
+
+
+def _hwc(shape) -> str:
+    return "x".join(str(v) for v in shape)

@@ -45,17 +45,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+    from cnnlab.cli.loaders import FOLDER_LAYOUT
+    from cnnlab.models import names
+
+    models = ", ".join(names())
     p = _Parser(prog="cnnlab", description="Train and use convolutional networks (NumPy only).")
+    p.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a model (default: LeNet-5 on the bundled MNIST subset)")
-    t.add_argument("--model", default=None, help="a zoo model name (default lenet5)")
+    t = sub.add_parser(
+        "train", help="train a model (default: LeNet-5 on the bundled MNIST subset)",
+        description="Train a zoo model and write checkpoints, history and test metrics to a "
+        f"run folder. Your own images: --data-dir DIR with the layout {FOLDER_LAYOUT}.")
+    t.add_argument("--model", default=None, metavar="NAME",
+                   help=f"a zoo model (default lenet5): {models}")
     t.add_argument("--dataset", default=None,
-                   help="mnist, fashion_mnist, cifar10 or folder (default mnist)")
-    t.add_argument("--data-dir", default=None,
-                   help="folder with the dataset's files (mnist: default the bundled subset)")
+                   help="mnist, fashion_mnist, cifar10 or folder (default mnist; folder when "
+                   "--data-dir holds train/ and test/ folders)")
+    t.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with the dataset's files: mnist/fashion_mnist the four IDX files "
+                   "(mnist default: the bundled subset), cifar10 the binary batches, folder "
+                   f"{FOLDER_LAYOUT}")
     t.add_argument("--download", action="store_true",
-                   help="fetch mnist/fashion_mnist into the cache when --data-dir is not given")
+                   help="fetch mnist/fashion_mnist first (into --data-dir DIR, or the cache)")
     t.add_argument("--epochs", type=_positive_int("--epochs"), default=None,
                    help="epochs (default 8)")
     t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None,
@@ -86,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-data", metavar="DIR", default=None,
                    help="test set from another source, as --dev-data")
     t.add_argument("--seed", type=_nonnegative_int("--seed"), default=None,
-                   help="random seed (default 0)")
+                   help="seed of everything random: initial weights, dev split, batch order, "
+                   "augmentation, dropout (default 0; the same seed gives the same run)")
     t.add_argument("--out", default=None, help="output folder (default runs/MODEL-DATASET[-N])")
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its last checkpoint")
@@ -95,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze", metavar="PREFIX", action="append", default=None,
                    help="freeze parameters whose name starts with PREFIX (repeatable)")
     t.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
-                   help="classes of the new head (default: the dataset's)")
+                   help="classes of the model's output layer (default: the dataset's); with "
+                   "--from, a new head is made when it differs from the checkpoint's")
+    t.add_argument("--input-shape", default=None, metavar="H,W,C",
+                   help="folder datasets: the size and channels (1 grayscale, 3 RGB) images "
+                   "are brought to (default: the model's, e.g. 28,28,1 for lenet5; with --from: "
+                   "the checkpoint's)")
     t.add_argument("--quiet", action="store_true", help="no progress display")
     # data-parallel training on MPI (issue 18): `mpiexec -n N cnnlab train ...` or --processes
     t.add_argument("--processes", type=_positive_int("--processes"), default=None,
@@ -112,28 +131,58 @@ def build_parser() -> argparse.ArgumentParser:
                    "flags given on the command line win")
 
     e = sub.add_parser("evaluate", help="test metrics, report and confusion matrix of a checkpoint")
-    e.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by train")
-    e.add_argument("--dataset", default=None, help="default: the one it was trained on")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="a .npz checkpoint written by cnnlab train (e.g. runs/NAME/best.npz)")
+    e.add_argument("--dataset", default=None,
+                   help="mnist, fashion_mnist, cifar10 or folder (default: the one it was "
+                   "trained on)")
+    e.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the dataset's folder (default: the one recorded in the checkpoint when "
+                   "--dataset is the one it was trained on; mnist: the bundled subset)")
     e.add_argument("--split", default="test", help="train or test (default test)")
 
-    pr = sub.add_parser("predict", help="class and probability for image files or a folder")
-    pr.add_argument("--checkpoint", required=True)
+    pr = sub.add_parser(
+        "predict", help="class and probability for image files or a folder",
+        description="Print one line per image: the file, then the most likely classes with "
+        "their probabilities. For a model trained on MNIST, a digit drawn dark on light is "
+        "first brought to MNIST's convention (inverted, cropped, scaled into 20x20 keeping its "
+        "aspect, centred by mass in 28x28), as the dataset's images were made.")
+    pr.add_argument("--checkpoint", required=True, metavar="FILE",
+                    help="a .npz checkpoint written by cnnlab train (e.g. runs/NAME/best.npz)")
     pr.add_argument("paths", nargs="+", help="image files (PNG/JPEG) or folders")
-    pr.add_argument("--top", type=_positive_int("--top"), default=1)
+    pr.add_argument("--top", type=_positive_int("--top"), default=1, metavar="K",
+                    help="show the K most likely classes (default 1)")
+    pr.add_argument("--preprocess", choices=("auto", "mnist", "none"), default="auto",
+                    help="MNIST models only: auto (default) brings dark-on-light pictures to "
+                    "MNIST's convention and uses white-on-black ones as they are; mnist does "
+                    "it for every picture; none never does (a warning names dark-on-light ones)")
 
-    s = sub.add_parser("summary", help="layer table: output shapes, parameters, MACs")
-    s.add_argument("model", help="a zoo model name")
-    s.add_argument("--input-shape", default=None, help="H,W,C (default: the model's)")
-    s.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None)
+    s = sub.add_parser(
+        "summary", help="layer table: output shapes, parameters, MACs",
+        description="One row per layer: output shape, parameters, multiply-accumulates, and "
+        "RF (receptive field: the input pixels one output position sees, per side) and Jump "
+        "(the input pixels between neighbouring output positions: the product of the strides "
+        "so far).")
+    s.add_argument("model", help=f"a zoo model: {models}")
+    s.add_argument("--input-shape", default=None, metavar="H,W,C",
+                   help="one input's height, width, channels (default: the model's)")
+    s.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
+                   help="outputs of the head (default: the model's, e.g. 10 for lenet5)")
 
-    g = sub.add_parser("gradcheck", help="finite-difference check of a model's gradients")
-    g.add_argument("model", help="a zoo model name")
-    g.add_argument("--input-shape", default=None, help="H,W,C (default: the model's)")
-    g.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None)
+    g = sub.add_parser(
+        "gradcheck", help="finite-difference check of a model's gradients",
+        description="Compare backpropagation's gradient with central finite differences "
+        "(float64) for every parameter: a random sample of --max-elements entries of each, "
+        "two forward passes per entry; one line per parameter as it finishes.")
+    g.add_argument("model", help=f"a zoo model: {models}")
+    g.add_argument("--input-shape", default=None, metavar="H,W,C",
+                   help="one input's height, width, channels (default: the model's)")
+    g.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
+                   help="outputs of the head (default: the model's)")
     g.add_argument("--max-elements", type=_positive_int("--max-elements"), default=20,
-                   help="elements checked per parameter (random sample; default 20)")
-    g.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
+                   metavar="N", help="entries checked per parameter (random sample; default 20)")
+    g.add_argument("--seed", type=_nonnegative_int("--seed"), default=0,
+                   help="seed of the random input, labels and sample of entries (default 0)")
 
     # Further commands live in their own modules: each has ``register(sub)``, which adds its
     # parser and sets ``func`` (called with the parsed arguments, returns the exit status).
@@ -157,7 +206,9 @@ def main(argv=None) -> int:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
+        # a newline first: Ctrl-C usually lands in the middle of a progress line
+        sys.stdout.flush()
+        print("\ncnnlab: interrupted", file=sys.stderr)
         return 130
 
 

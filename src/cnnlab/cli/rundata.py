@@ -91,11 +91,14 @@ def load_source(spec: str, option: str, role: str, input_shape, classes, data_di
 
 
 def run_splits(s: dict) -> dict:
-    """``{"train", "train_dev", "dev", "test", "input_shape", "classes"}`` from the settings
-    ``s`` of a run (a missing split is None)."""
+    """``{"train", "train_dev", "dev", "test", "full", "input_shape", "classes"}`` from the
+    settings ``s`` of a run (a missing split is None; ``full``: the training data before any
+    split). A folder dataset's images are read at the recorded ``input_shape``."""
     from cnnlab.data import train_dev_split
 
-    full = load_dataset(s["dataset"], s["data_dir"], "train", s.get("download", False))
+    wanted = s.get("input_shape") if s["dataset"] == "folder" else None
+    wanted = None if wanted is None else tuple(wanted)
+    full = load_dataset(s["dataset"], s["data_dir"], "train", s.get("download", False), wanted)
     input_shape = tuple(int(v) for v in full.x.shape[1:])
     classes = list(getattr(full, "classes", None) or range(int(full.y.max()) + 1))
     # mnist-shifted shifts the run's own MNIST (--data-dir, or the --download cache)
@@ -106,7 +109,8 @@ def run_splits(s: dict) -> dict:
         test = load_source(s["test_data"], "--test-data", "test", input_shape, classes,
                            **shifted)
     else:
-        test = load_dataset(s["dataset"], s["data_dir"], "test", s.get("download", False))
+        test = load_dataset(s["dataset"], s["data_dir"], "test", s.get("download", False),
+                            wanted)
     if s.get("dev_data"):
         rest = full
         dev = load_source(s["dev_data"], "--dev-data", "dev", input_shape, classes, **shifted)
@@ -119,7 +123,7 @@ def run_splits(s: dict) -> dict:
                                            stratify=True)
     else:
         train, train_dev = rest, None
-    return {"train": train, "train_dev": train_dev, "dev": dev, "test": test,
+    return {"train": train, "train_dev": train_dev, "dev": dev, "test": test, "full": full,
             "input_shape": input_shape, "classes": classes}
 
 

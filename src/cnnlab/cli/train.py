@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.cli.common import CLIError, write_json
-from cnnlab.cli.loaders import build_model, model_from_checkpoint
+from cnnlab.cli.loaders import (
+    FOLDER_LAYOUT,
+    build_model,
+    guess_dataset,
+    model_from_checkpoint,
+    parse_shape,
+)
 from cnnlab.cli.rundata import SHIFTED, arrays_of, run_splits
 
 __all__ = ["run_training", "test_metrics", "split_metrics"]
@@ -39,6 +45,7 @@ DEFAULTS = {
     "dev_data": None,
     "test_data": None,
     "sync_bn": None,
+    "input_shape": None,
 }
 _DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.001,
                "adam": 0.001, "adamw": 0.001}
@@ -85,6 +92,13 @@ def _settings(args) -> tuple[dict, Path, Path | None]:
     if settings["val_fraction"] + settings["train_dev_fraction"] >= 1:
         raise CLIError(f"--val-fraction {settings['val_fraction']} and --train-dev-fraction "
                        f"{settings['train_dev_fraction']} leave no training images")
+    if "dataset" not in given and guess_dataset(settings["data_dir"]) == "folder":
+        settings["dataset"] = "folder"  # DIR/train and DIR/test: the image-folder layout
+    if settings["input_shape"] is not None:
+        if settings["dataset"] != "folder":
+            raise CLIError(f"--input-shape is for --dataset folder (images are resized to "
+                           f"it); dataset {settings['dataset']!r} has a fixed image size")
+        settings["input_shape"] = list(parse_shape(settings["input_shape"]))
     if settings["optimizer"] not in _DEFAULT_LR:
         raise CLIError(f"unknown optimizer {settings['optimizer']!r}; valid optimizers: "
                        f"{', '.join(_DEFAULT_LR)}")
@@ -123,6 +137,31 @@ def _resume_checkpoint(out: Path) -> Path:
         print(f"{out}: no last.npz; resuming from best.npz", file=sys.stderr)
         return out / "best.npz"
     raise CLIError(f"--resume {out}: no last.npz (or best.npz) checkpoint to continue from")
+
+
+def _default_input_shape(name: str) -> tuple:
+    from cnnlab import models
+
+    if name not in models.names():
+        raise CLIError(f"unknown model {name!r}; valid models: {', '.join(models.names())}")
+    return models.default_input_shape(name)
+
+
+def _check_classes(s: dict, full, test) -> None:
+    """A classifier needs two classes to tell apart, and the test split the same classes."""
+    present = np.unique(full.y)
+    names = list(getattr(full, "classes", None) or [])
+    if len(present) < 2:
+        only = names[int(present[0])] if names and len(present) else "none"
+        where = f" in {s['data_dir']}" if s["data_dir"] else ""
+        raise CLIError(f"dataset {s['dataset']!r}{where} has training images of one class only "
+                       f"({only}); a classifier needs at least two classes"
+                       + (f" (layout: {FOLDER_LAYOUT})" if s["dataset"] == "folder" else ""))
+    test_names = list(getattr(test, "classes", None) or [])
+    if names and test_names and names != test_names:
+        raise CLIError(f"dataset {s['dataset']!r}: the train and test splits have different "
+                       f"classes ({', '.join(map(str, names))} vs "
+                       f"{', '.join(map(str, test_names))}); give both the same class folders")
 
 
 def _optimizer(name: str, params, lr: float, beta: float | None = None):
@@ -186,14 +225,19 @@ def test_metrics(model, dataset) -> dict:
         "test_accuracy": float(metrics.accuracy(y, pred)),
         "test_loss": loss,
         "num_classes": int(k),
-        "precision": [float(v) for v in p],
-        "recall": [float(v) for v in r],
-        "f1": [float(v) for v in f1],
+        # undefined (0/0: a class never predicted or never present) is NaN, null in JSON
+        "precision": _json_floats(p),
+        "recall": _json_floats(r),
+        "f1": _json_floats(f1),
         "support": [int(v) for v in support],
         "confusion_matrix": metrics.confusion_matrix(y, pred, num_classes=k).tolist(),
         "y_true": y,
         "y_pred": pred,
     }
+
+
+def _json_floats(values) -> list:
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def split_metrics(model, ds, name: str, result: dict | None = None) -> dict:
@@ -276,16 +320,8 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
     resuming = resume_from is not None
     verbose = not args.quiet and root
     s = settings
-    splits = run_splits(s)
-    train_ds, val_ds, test = splits["train"], splits["dev"], splits["test"]
-    train_dev = splits["train_dev"]
-    input_shape, classes = splits["input_shape"], splits["classes"]
-    num_classes = s["num_classes"] or len(classes)
-    labels_needed = int(max(arrays_of(train_ds)[1].max(), test.y.max())) + 1
-    if num_classes < labels_needed:
-        raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
-                       f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
-
+    folder = s["dataset"] == "folder"
+    model = info = None
     if s["from_checkpoint"]:
         # a resumed fine-tuning run rebuilds its model from its own checkpoint (its head is
         # already the new one), so it does not need the source checkpoint any more
@@ -294,9 +330,34 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
             raise CLIError(f"--from {s['from_checkpoint']} holds a {info['name']!r} model, "
                            f"not {s['model']!r}")
         s["model"] = info["name"]
-        if tuple(info["input_shape"]) != input_shape:
-            raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
-                           f"images but dataset {s['dataset']!r} has {input_shape}")
+        if folder and s["input_shape"] is not None and not resuming:
+            raise CLIError("--input-shape: with --from the images are brought to the shape the "
+                           f"checkpoint's model takes, {tuple(info['input_shape'])}")
+    # image folders are read at the size and channels the model takes, recorded in the
+    # settings so that --resume and the commands that read a run (diagnose, errors) read the same
+    if folder:
+        if info is not None:
+            wanted = tuple(info["input_shape"])
+        elif s["input_shape"] is not None:
+            wanted = tuple(s["input_shape"])
+        else:
+            wanted = _default_input_shape(s["model"])
+        s["input_shape"] = list(wanted)
+    splits = run_splits(s)
+    full, test = splits["full"], splits["test"]
+    train_ds, val_ds, train_dev = splits["train"], splits["dev"], splits["train_dev"]
+    input_shape, classes = splits["input_shape"], splits["classes"]
+    if info is not None and tuple(info["input_shape"]) != input_shape:
+        raise CLIError(f"--from: the checkpoint's model takes {tuple(info['input_shape'])} "
+                       f"images but dataset {s['dataset']!r} has {input_shape}")
+    _check_classes(s, full, test)
+    num_classes = s["num_classes"] or len(classes)
+    labels_needed = int(max(full.y.max(), test.y.max())) + 1
+    if num_classes < labels_needed:
+        raise CLIError(f"--num-classes {num_classes} is too small: dataset {s['dataset']!r} has "
+                       f"labels up to {labels_needed - 1}, so it needs at least {labels_needed}")
+
+    if model is not None:
         if info["num_classes"] != num_classes:
             from cnnlab.models import replace_head
 
@@ -306,7 +367,7 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
         model = build_model(s["model"], num_classes=num_classes, input_shape=input_shape,
                             dropout=s["dropout"], seed=s["seed"])
     for prefix in s["freeze"] or []:
-        try:
+        try:  # also stops the running statistics of the batch norms it freezes
             frozen = model.freeze(prefix)
         except ValueError:  # Module.freeze raises when nothing matches
             frozen = []
@@ -347,6 +408,9 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
         print(f"{what} {s['model']} on {s['dataset']} ({len(train_ds)} train, {held}"
               f"{0 if val_ds is None else len(val_ds)} dev, {len(test)} test images){procs} "
               f"-> {out}")
+    if resuming and _epochs_done(resume_from) >= s["epochs"]:
+        print(f"the run in {out} has finished its {_epochs(s['epochs'])} (add --epochs N to "
+              "train longer); evaluating its final weights again")
     start = time.perf_counter()
     if world is None:
         fit = tr.fit
@@ -378,7 +442,8 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
     seconds = time.perf_counter() - start
     result = test_metrics(model, test)
     report = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
-    report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"]})
+    report.update({"epochs": history.epochs, "model": s["model"], "dataset": s["dataset"],
+                   "weights": "last.npz"})
     # the course's table of errors, one entry per split there is (cnnlab diagnose reads it)
     for name in ("train", "train_dev", "dev"):
         if splits[name] is not None:
@@ -386,12 +451,15 @@ def _train(args, world, settings: dict, out: Path, resume_from: Path | None, cle
     report.update(split_metrics(model, test, "test", result))
     write_json(out / "metrics.json", report)  # deterministic: a resumed run writes the same
     _add_time(out / "timing.json", seconds)
-    _plots(out, history, result)
+    plots = _plots(out, history, result)
     print(f"test accuracy {result['test_accuracy']:.4f} (error "
           f"{100 * (1 - result['test_accuracy']):.2f}%), test loss {result['test_loss']:.4f}, "
           f"{seconds:.0f} s")
-    print(f"files in {out}: last.npz, best.npz (checkpoints), history.csv, history.jsonl, "
-          f"metrics.json")
+    print(f"  the test figures are those of the final weights (last.npz, epoch "
+          f"{history.epochs}); {_best_line(history, out)}")
+    files = ["config.json", "last.npz", "best.npz", "history.csv", "history.jsonl",
+             "metrics.json", *plots]
+    print(f"files in {out}: " + ", ".join(f for f in files if (out / f).is_file()))
     return 0
 
 
@@ -405,37 +473,66 @@ def _add_time(path: Path, seconds: float) -> None:
     write_json(path, {"train_seconds": total + seconds})
 
 
-def _plots(out: Path, history, result) -> None:
-    """Learning curves and the confusion matrix as PNG, when matplotlib is installed."""
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def _epochs_done(checkpoint: Path) -> int:
+    from cnnlab.train.checkpoint import read_metadata
+
+    return int(read_metadata(checkpoint)["epoch"])
+
+
+def _best_line(history, out: Path) -> str:
+    """Which epoch best.npz holds (the lowest dev loss, or training loss without a dev set)."""
+    h = history.history
+    key = "val_loss" if "val_loss" in h else "loss"
+    if not h.get(key):
+        return ""
+    best = int(np.argmin(h[key])) + 1
+    return (f"best.npz holds epoch {best} (lowest {key}); test it with "
+            f"cnnlab evaluate --checkpoint {out / 'best.npz'}")
+
+
+def _plots(out: Path, history, result) -> list:
+    """Learning curves and the confusion matrix as PNG, when matplotlib is installed; returns
+    the names of the files written."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
-        return
+        return []
     h = history.history
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
+        epochs = []
         for name in (key, f"train_dev_{key}", f"val_{key}"):
             if name in h:
-                ax.plot(range(1, len(h[name]) + 1), h[name], marker="o", label=name)
+                epochs = list(range(1, len(h[name]) + 1))
+                ax.plot(epochs, h[name], marker="o", label=name)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        # one tick per epoch (at most ~10): epochs are whole numbers, even for a 1-epoch run
+        step = max(1, -(-len(epochs) // 10))
+        ax.set_xticks(epochs[::step])
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=100)
     plt.close(fig)
     cm = np.asarray(result["confusion_matrix"])
-    fig, ax = plt.subplots(figsize=(5, 5))
+    k = len(cm)
+    side = min(12.0, max(5.0, 0.6 * k))  # the figure grows with the classes, to a point
+    fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(cm, cmap="Blues")
     dark = cm.max() / 2
+    # counts as large as a cell allows (about a third of its height, 8 to 14 points)
+    fontsize = max(8.0, min(14.0, 72 * side * 0.75 / max(k, 1) / 3))
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=fontsize,
                 color="white" if v > dark else "black")
-    ticks = np.arange(len(cm))
+    ticks = np.arange(k)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     ax.set_xlabel("predicted")
@@ -444,3 +541,4 @@ def _plots(out: Path, history, result) -> None:
     fig.tight_layout()
     fig.savefig(out / "confusion_matrix.png", dpi=100)
     plt.close(fig)
+    return ["learning_curves.png", "confusion_matrix.png"]

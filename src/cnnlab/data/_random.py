@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab._validate import as_generator as _as_generator
 
-def as_generator(seed) -> np.random.Generator:
+
+def as_generator(seed, where: str = "data") -> np.random.Generator:
     """A Generator from None (fresh entropy), an int seed, a SeedSequence or a Generator (kept)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, (int, np.integer, np.random.SeedSequence)):
-        return np.random.default_rng(seed)
-    raise TypeError(
-        f"seed must be None, an int or a numpy.random.Generator; received {type(seed).__name__}"
-    )
+    return _as_generator(seed, where)
 
 
 def as_seed(seed) -> int:

@@ -125,6 +125,16 @@ def names() -> list:
     return list(_REGISTRY)
 
 
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """(H, W, C) of one input of the model ``name`` built with its defaults.
+
+    >>> default_input_shape("lenet5"), default_input_shape("resnet20")
+    ((28, 28, 1), (32, 32, 3))
+    """
+    # built with zero weights: NumPy allocates zero pages lazily, so this costs almost nothing
+    return tuple(int(v) for v in get(name, init="zeros").input_shape)
+
+
 def get(name: str, **kw):
     """Build the model ``name`` (see :func:`names`) with the builder's keywords ``kw``.
 
@@ -146,6 +156,7 @@ def get(name: str, **kw):
 
 
 __all__ = [
+    "default_input_shape",
     "VGG",
     "AlexNet",
     "CifarResNet",

@@ -22,16 +22,10 @@ import numbers
 import numpy as np
 
 from cnnlab import nn
+from cnnlab._validate import as_generator, check_positive_int
 from cnnlab.ops.geometry import output_size, resolve_padding
 
 __all__ = ["Builder", "FeaturesClassifier", "check_positive_int", "check_size", "scaled", "walk_hw"]
-
-
-def check_positive_int(value, name: str, where: str) -> int:
-    """``value`` as an int >= 1, else a ValueError naming ``where`` and the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive int; received {name}={value!r}")
-    return int(value)
 
 
 def check_size(value, where: str) -> tuple[int, int]:
@@ -85,15 +79,7 @@ class Builder:
             self.dtype = None
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"{where}: dtype must be float32 or float64; received {dtype!r}")
-        if isinstance(seed, np.random.Generator):
-            self.rng = seed
-        elif seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
-            self.rng = np.random.default_rng(seed)
-        else:
-            raise TypeError(
-                f"{where}: seed must be an int, None or a numpy.random.Generator; "
-                f"received {seed!r}"
-            )
+        self.rng = as_generator(seed, where)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -332,6 +332,56 @@ class GoogLeNet(nn.Module):
         return (logits, aux2, aux1) if aux else logits
 
 
+def _map_hw(hw, variant: str, aux_logits: bool) -> tuple[int, int]:
+    """(H, W) after the last pool of the network for input (H, W); a ValueError naming the
+    first layer that the map is too small for."""
+    from cnnlab.ops.geometry import output_size
+
+    def through(name, layer, hw):
+        out = tuple(layer._out(n) for n in hw)
+        if min(out) < 1:
+            raise ValueError(f"the feature map would be {hw[0]}x{hw[1]} before layer {name} "
+                             f"({layer.size}x{layer.size} max pool) and empty after it")
+        return out
+
+    hw = tuple(output_size(n, 7, 2, (3, 3), 1) for n in hw)  # conv1 7x7/2, padding 3
+    hw = through("maxpool1", MaxPool2DCeil(3, 2), hw)
+    hw = through("maxpool2", MaxPool2DCeil(3, 2), hw)  # conv2, conv3 keep the size
+    hw = through("maxpool3", MaxPool2DCeil(3, 2), hw)
+    if aux_logits and variant == "paper":  # the aux heads: 5x5/3 average pool, then a dense
+        pooled = tuple((n - 5) // 3 + 1 for n in hw)  # layer that takes a 4x4 map
+        if pooled != (4, 4):
+            raise ValueError(f"the feature map would be {hw[0]}x{hw[1]} before aux1.pool (5x5/3 "
+                             f"average pool), which makes it {max(pooled[0], 0)}x"
+                             f"{max(pooled[1], 0)}; the auxiliary heads take 4x4")
+    pool4 = MaxPool2DCeil(2, 2) if variant == "torchvision" else MaxPool2DCeil(3, 2)
+    return through("maxpool4", pool4, hw)
+
+
+def _check_input_size(hw, variant: str, aux_logits: bool) -> None:
+    """Refuse an input size that leaves a pool with an empty map, naming the smallest that
+    works (found by walking the sizes, so it stays true if the stem changes)."""
+    try:
+        _map_hw(hw, variant, aux_logits)
+    except ValueError as e:
+        fits = [n for n in range(1, 1025) if _fits(n, variant, aux_logits)]
+        if fits[-1] < 1024:  # a window of sizes (the paper's auxiliary heads)
+            sizes = f"sizes {fits[0]} to {fits[-1]} work"
+        else:
+            sizes = f"the smallest is {fits[0]}x{fits[0]}"
+        small = "too small" if min(hw) < fits[0] else "not one it takes"
+        raise ValueError(f"googlenet: input_size is {small}: {e}; received input_size="
+                         f"{hw[0]}x{hw[1]}, {sizes}") from None
+
+
+def _fits(n: int, variant: str, aux_logits: bool) -> bool:
+    try:
+        _map_hw((n, n), variant, aux_logits)
+    except ValueError:
+        return False
+    return True
+
+
 def googlenet(num_classes=1000, *, variant="paper", aux_logits=False, dropout=None,
               transform_input=False, in_channels=3, input_size=224, width=1.0, seed=None,
               init=None, dtype=np.float32) -> GoogLeNet:
@@ -378,6 +428,7 @@ def googlenet(num_classes=1000, *, variant="paper", aux_logits=False, dropout=No
         dropout = 0.2 if variant == "torchvision" else 0.4
     b = Builder(where, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                 width=width, init=init, seed=seed, dtype=dtype)
+    _check_input_size(b.input_hw, variant, bool(aux_logits))
     model = GoogLeNet(b, variant, bool(aux_logits), dropout, bool(transform_input))
     flat = {}
     if aux_logits:  # the aux heads flatten a 4x4 map of 128 (times width) channels

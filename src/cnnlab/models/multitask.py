@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnlab import functional as F
 from cnnlab import nn
+from cnnlab.metrics import f1_score, ratio
 from cnnlab.models.transfer import replace_head
 from cnnlab.tensor import Tensor
 
@@ -160,7 +161,8 @@ def per_task_metrics(logits, target, mask=None, threshold: float = 0.5) -> dict:
     """Per-task accuracy, precision, recall, F1 and counts over the known labels.
 
     Returns a dict of (T,) arrays: ``accuracy``, ``precision`` = TP / (TP + FP), ``recall`` =
-    TP / (TP + FN), ``f1`` = 2 P R / (P + R) (NaN where undefined), ``known`` (labels known)
+    TP / (TP + FN), ``f1`` = 2 P R / (P + R) (NaN where undefined, as everywhere in
+    :mod:`cnnlab.metrics`; F1 is 0 when P = R = 0), ``known`` (labels known)
     and ``positive`` (known positives).
 
     >>> m = per_task_metrics(np.array([[2.0], [-2.0]]), np.array([[1.0], [1.0]]))
@@ -183,13 +185,8 @@ def per_task_metrics(logits, target, mask=None, threshold: float = 0.5) -> dict:
     correct = np.sum((pred == truth) & known, axis=0)
     count = known.sum(axis=0)
 
-    def ratio(a, b):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(b > 0, a / np.maximum(b, 1), np.nan)
-
     precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    with np.errstate(invalid="ignore"):
-        f1 = 2 * precision * recall / (precision + recall)
+    f1 = f1_score(precision, recall)  # cnnlab.metrics' one rule for undefined ratios: NaN
     return {
         "accuracy": ratio(correct, count),
         "precision": precision,

@@ -23,12 +23,14 @@ fine-tuning as in inference.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from cnnlab import nn
+from cnnlab._validate import as_generator, check_positive_int, name_matches
+from cnnlab.nn.freezing import FrozenBatchNorm1D, FrozenBatchNorm2D
+from cnnlab.nn.freezing import freeze_bn_stats as freeze_bn_stats_of
 from cnnlab.tensor import Tensor
 
 __all__ = [
@@ -43,74 +45,6 @@ __all__ = [
     "replace_head",
     "unfreeze",
 ]
-
-
-def _matches(name: str, prefix: str) -> bool:
-    """True when ``name`` is ``prefix`` or lies under it ('' matches everything)."""
-    return prefix == "" or name == prefix or name.startswith(prefix + ".")
-
-
-# ------------------------------------------------------------------------ frozen batch norm
-class _FrozenMixin:
-    """``training`` reads False whatever ``train()`` sets: running statistics are used, and
-    never updated (y = gamma (x - running_mean) / sqrt(running_var + eps) + beta)."""
-
-    @property
-    def training(self):
-        return False
-
-    @training.setter
-    def training(self, value):
-        pass  # model.train() must not bring back batch statistics in a frozen layer
-
-
-class FrozenBatchNorm2D(_FrozenMixin, nn.BatchNorm2D):
-    """A BatchNorm2D that stays in inference mode (see :func:`freeze`); same state names.
-
-    y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta, per channel; the
-    gradients are those of batch norm in eval mode: dx = dy * gamma / sqrt(running_var + eps).
-
-    Shape: (N, H, W, C) -> (N, H, W, C).
-
-    >>> import numpy as np, cnnlab as cl
-    >>> FrozenBatchNorm2D(4)(cl.tensor(np.zeros((1, 2, 2, 4), np.float32))).shape
-    (1, 2, 2, 4)
-    """
-
-
-class FrozenBatchNorm1D(_FrozenMixin, nn.BatchNorm1D):
-    """A BatchNorm1D that stays in inference mode (see :class:`FrozenBatchNorm2D`).
-
-    Shape: (N, F) -> (N, F).
-
-    >>> import numpy as np, cnnlab as cl
-    >>> FrozenBatchNorm1D(4)(cl.tensor(np.zeros((2, 4), np.float32))).shape
-    (2, 4)
-    """
-
-
-_FROZEN = {nn.BatchNorm2D: FrozenBatchNorm2D, nn.BatchNorm1D: FrozenBatchNorm1D}
-_THAWED = {v: k for k, v in _FROZEN.items()}
-
-
-def _freeze_bn_stats(model: nn.Module) -> None:
-    """Switch every batch norm whose parameters are all frozen to its frozen class (in place:
-    the object, its parameters and buffers stay the same, only its class changes)."""
-    for _, module in model.named_modules():
-        frozen_cls = _FROZEN.get(type(module))
-        if frozen_cls is None:
-            continue
-        if not any(p.requires_grad for p in module.parameters()):
-            module.__class__ = frozen_cls
-
-
-def _thaw_bn_stats(model: nn.Module) -> None:
-    """Back to ordinary batch norm where some parameter is trainable again."""
-    for _, module in model.named_modules():
-        cls = _THAWED.get(type(module))
-        if cls is not None and any(p.requires_grad for p in module.parameters()):
-            module.__class__ = cls
-            module.training = model.training
 
 
 # ------------------------------------------------------------------------ loading
@@ -158,7 +92,7 @@ def load_pretrained(model: nn.Module, state, *, exclude=(), skip_mismatched: boo
     current = model.state_dict()
     chosen, skipped = {}, []
     for name, value in state.items():
-        if name not in current or any(_matches(name, p) for p in exclude):
+        if name not in current or any(name_matches(name, p) for p in exclude):
             continue
         shape = np.shape(value.data if isinstance(value, Tensor) else value)
         if tuple(shape) != current[name].shape:
@@ -243,13 +177,8 @@ def replace_head(model: nn.Module, num_classes, seed=None, *, name: str | None =
     >>> model(cl.tensor(np.zeros((2, 28, 28, 1), np.float32))).shape
     (2, 3)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or (
-        num_classes < 1
-    ):
-        raise ValueError(
-            f"replace_head: num_classes must be a positive int; received {num_classes!r}"
-        )
-    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
+    check_positive_int(num_classes, "num_classes", "replace_head")
+    rng = as_generator(seed, "replace_head")
     names = [name or head_name(model)]
     names += [f"{aux}.fc2" for aux in ("aux1", "aux2")
               if name is None and getattr(model, aux, None) is not None]
@@ -269,7 +198,8 @@ def replace_head(model: nn.Module, num_classes, seed=None, *, name: str | None =
 
 # ------------------------------------------------------------------------ freezing
 def freeze(model: nn.Module, *prefixes: str, freeze_bn_stats: bool = True) -> list:
-    """Freeze the parameters named by each prefix (all of them when none is given).
+    """Freeze the parameters named by each prefix (all of them when none is given): the
+    several-prefix form of :meth:`Module.freeze <cnnlab.nn.Module.freeze>`, which does the work.
 
     A prefix covers the parameters at or under a dotted name (``"features"`` covers
     ``features.0.weight``, not ``features_x.w``). With ``freeze_bn_stats`` the batch norms
@@ -282,9 +212,8 @@ def freeze(model: nn.Module, *prefixes: str, freeze_bn_stats: bool = True) -> li
     """
     names = []
     for prefix in prefixes or ("",):
-        names += [n for n in model.freeze(prefix) if n not in names]
-    if freeze_bn_stats:
-        _freeze_bn_stats(model)
+        names += [n for n in model.freeze(prefix, freeze_bn_stats=freeze_bn_stats)
+                  if n not in names]
     return names
 
 
@@ -299,7 +228,6 @@ def unfreeze(model: nn.Module, *prefixes: str) -> list:
     names = []
     for prefix in prefixes or ("",):
         names += [n for n in model.unfreeze(prefix) if n not in names]
-    _thaw_bn_stats(model)
     return names
 
 
@@ -319,7 +247,7 @@ def freeze_until(model: nn.Module, layer_name: str, *, inclusive: bool = True,
         )
     _get(model, layer_name)  # a clear error for an unknown name
     params = list(model.named_parameters())
-    inside = [i for i, (n, _) in enumerate(params) if _matches(n, layer_name)]
+    inside = [i for i, (n, _) in enumerate(params) if name_matches(n, layer_name)]
     if not inside:
         raise ValueError(f"freeze_until: the layer {layer_name!r} has no parameters to stop at")
     end = inside[-1] + 1 if inclusive else inside[0]
@@ -328,7 +256,7 @@ def freeze_until(model: nn.Module, layer_name: str, *, inclusive: bool = True,
         p.requires_grad = False
         p.grad = None
     if freeze_bn_stats:
-        _freeze_bn_stats(model)
+        freeze_bn_stats_of(model)
     return names
 
 

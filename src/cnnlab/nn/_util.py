@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from cnnlab._validate import as_generator, check_positive_int
 from cnnlab.ops.geometry import pair
 
 __all__ = [
@@ -21,9 +20,7 @@ __all__ = [
 
 def positive_int(value, name: str, layer: str) -> int:
     """``value`` as an int >= 1, else a ValueError naming the layer and the argument."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{layer}: {name} must be a positive int; received {name}={value!r}")
-    return int(value)
+    return check_positive_int(value, name, layer)
 
 
 def positive_pair(value, name: str, layer: str) -> tuple[int, int]:
@@ -57,13 +54,7 @@ def float_dtype(dtype, layer: str) -> np.dtype:
 
 def as_rng(seed, layer: str) -> np.random.Generator:
     """A numpy Generator from a seed (int or None) or a Generator (used as is)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
-    raise TypeError(
-        f"{layer}: seed must be an int, None or a numpy.random.Generator; received {seed!r}"
-    )
+    return as_generator(seed, layer)
 
 
 def check_input(x, layer: str, ndim: int, layout: str, channels: int | None = None) -> None:

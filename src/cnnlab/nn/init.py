@@ -38,6 +38,8 @@ import numbers
 
 import numpy as np
 
+from cnnlab._validate import as_generator
+
 __all__ = [
     "fans",
     "he_normal",
@@ -68,13 +70,7 @@ def _shape(shape, name: str) -> tuple:
 
 
 def _rng(rng, name: str) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(
-        f"{name}: rng must be a seed (int), a numpy Generator or None; received {rng!r}"
-    )
+    return as_generator(rng, name, "rng")
 
 
 def fans(shape) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnlab._validate import name_matches
 from cnnlab.nn.parameter import Parameter
 from cnnlab.tensor import Tensor
 
@@ -53,13 +54,6 @@ def _walk(name: str, value) -> Iterator[tuple[str, object]]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _walk(f"{name}.{key}", item)
-
-
-def _matches(name: str, prefix: str) -> bool:
-    """True when ``name`` is ``prefix`` or lies under it (``features`` covers ``features.0.w``)."""
-    if prefix == "" or prefix.endswith("."):
-        return name.startswith(prefix)
-    return name == prefix or name.startswith(prefix + ".")
 
 
 class Module:
@@ -212,7 +206,7 @@ class Module:
     def _select(self, prefix: str, method: str) -> list:
         if not isinstance(prefix, str):
             raise TypeError(f"{method}: prefix must be a str; received {type(prefix).__name__}")
-        chosen = [(n, p) for n, p in self.named_parameters() if _matches(n, prefix)]
+        chosen = [(n, p) for n, p in self.named_parameters() if name_matches(n, prefix)]
         if not chosen:
             names = [n for n, _ in self.named_parameters()]
             raise ValueError(
@@ -221,25 +215,36 @@ class Module:
             )
         return chosen
 
-    def freeze(self, prefix: str = "") -> list:
+    def freeze(self, prefix: str = "", *, freeze_bn_stats: bool = True) -> list:
         """Stop training the parameters named ``prefix`` or below it (all when prefix is '').
 
         ``freeze("features")`` covers ``features.0.weight`` but not ``features_extra.w``. The
         frozen parameters get ``requires_grad = False`` and their ``.grad`` cleared, so backward
-        leaves them alone and optimizers skip them. Returns the names affected; raises
-        ValueError when no parameter matches (a misspelt prefix should not pass silently).
+        leaves them alone and optimizers skip them. With ``freeze_bn_stats`` (the default) a
+        batch norm whose parameters are now all frozen also stops updating its running
+        statistics (:mod:`cnnlab.nn.freezing`), so the frozen part computes the same function
+        while the rest trains. Returns the names affected; raises ValueError when no parameter
+        matches (a misspelt prefix should not pass silently).
         """
         chosen = self._select(prefix, "freeze")
         for _, p in chosen:
             p.requires_grad = False
             p.grad = None
+        if freeze_bn_stats:
+            from cnnlab.nn.freezing import freeze_bn_stats as _freeze_stats
+
+            _freeze_stats(self)
         return [n for n, _ in chosen]
 
     def unfreeze(self, prefix: str = "") -> list:
-        """Train again the parameters named ``prefix`` or below it; returns the names affected."""
+        """Train again the parameters named ``prefix`` or below it (batch norms with a trainable
+        parameter update their statistics again); returns the names affected."""
+        from cnnlab.nn.freezing import thaw_bn_stats
+
         chosen = self._select(prefix, "unfreeze")
         for _, p in chosen:
             p.requires_grad = True
+        thaw_bn_stats(self)
         return [n for n, _ in chosen]
 
     # ----------------------------------------------------------------- dtype

@@ -10,8 +10,9 @@ import math
 import numbers
 
 from cnnlab import functional as F
-from cnnlab.nn._util import check_input, check_padding, fmt_pair, positive_pair
+from cnnlab.nn._util import check_input, fmt_pair, positive_pair
 from cnnlab.nn.module import Module
+from cnnlab.ops.pool import check_pool_padding
 
 __all__ = ["MaxPool2D", "AvgPool2D", "LPPool2D", "GlobalAvgPool2D"]
 
@@ -23,20 +24,7 @@ class _Pool2D(Module):
         super().__init__()
         self.size = positive_pair(size, "size", self._name)
         self.stride = self.size if stride is None else positive_pair(stride, "stride", self._name)
-        self.padding = check_padding(padding, self._name)
-        if self.padding == "full":
-            raise ValueError(
-                f"{self._name}: padding must be 'valid', 'same', an int or a pair of ints; "
-                f"received {padding!r}"
-            )
-        if not isinstance(self.padding, str):
-            ph, pw = (self.padding,) * 2 if isinstance(self.padding, int) else self.padding
-            if ph > self.size[0] // 2 or pw > self.size[1] // 2:
-                raise ValueError(
-                    f"{self._name}: padding must be at most half the window on each side "
-                    f"(padding <= size // 2, as in PyTorch); received padding={padding!r} "
-                    f"with size={size!r}"
-                )
+        self.padding = check_pool_padding(padding, self.size, self._name, size)
 
     def _window(self, in_shape):
         return self.size, self.stride

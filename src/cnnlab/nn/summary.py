@@ -95,6 +95,8 @@ class Summary:
             f"Total params: {self.total_params:,} (trainable {self.trainable_params:,}, "
             f"frozen {self.frozen_params:,})",
             f"Total MACs per sample: {self.total_macs:,}",
+            "RF: receptive field, the input pixels (per side) that one output position sees",
+            "Jump: input pixels between neighbouring output positions (the strides' product)",
         ]
         return "\n".join(out)
 
@@ -217,12 +219,13 @@ class _Tracer:
         return traced
 
 
-def summary(model: Module, input_shape, dtype=None) -> Summary:
+def summary(model: Module, input_shape=None, dtype=None) -> Summary:
     """Run ``model`` once on zeros (1, *input_shape) and tabulate it layer by layer.
 
     Args:
         model: any Module.
-        input_shape: the shape of one sample, without the batch axis, e.g. (28, 28, 1).
+        input_shape: the shape of one sample, without the batch axis, e.g. (28, 28, 1);
+            None for a model that records its own (``model.input_shape``: the zoo's do).
         dtype: of the zeros; default the dtype of the model's parameters (float32 if none).
 
     Returns:
@@ -231,6 +234,13 @@ def summary(model: Module, input_shape, dtype=None) -> Summary:
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: model must be a Module; received {type(model).__name__}")
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None:
+            raise ValueError(
+                f"summary: {type(model).__name__} does not record its input shape; give one "
+                "sample's shape, e.g. summary(model, (28, 28, 1))"
+            )
     if isinstance(input_shape, numbers.Integral):
         input_shape = (input_shape,)
     try:

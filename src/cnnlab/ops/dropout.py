@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from cnnlab._validate import as_generator
 from cnnlab.ops._util import as_tensor, check_float
 from cnnlab.tensor import Function, Tensor
 
@@ -23,23 +24,13 @@ __all__ = ["dropout"]
 
 def _check_rng(rng) -> None:
     """TypeError/ValueError unless ``rng`` is None, an int seed >= 0 or a Generator."""
-    if rng is None or isinstance(rng, np.random.Generator):
-        return
-    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"dropout: an int seed must be >= 0; received rng={rng}")
-        return
-    raise TypeError(
-        "dropout: rng must be None, an int seed or a numpy.random.Generator; "
-        f"received {type(rng).__name__}"
-    )
+    if not isinstance(rng, np.random.Generator):
+        as_generator(rng, "dropout", "rng")  # checks only: the Generator is made when needed
 
 
 def _generator(rng) -> np.random.Generator:
     """None: fresh OS entropy; an int: a new Generator seeded with it; a Generator: itself."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(None if rng is None else int(rng))
+    return as_generator(rng, "dropout", "rng")
 
 
 class Dropout(Function):

@@ -251,26 +251,35 @@ def _check_x(op: str, x) -> Tensor:
     return x
 
 
-def _geometry(op: str, shape, size, stride, padding):
-    """(size, stride, pads, out_hw), checked, for a pooling of an (N, H, W, C) input."""
-    kernel = pair(size, "size", op)
-    strides = kernel if stride is None else pair(stride, "stride", op)
-    hw = shape[1:3]
+def check_pool_padding(padding, kernel, op: str, size=None):
+    """The pooling padding rule, in one place (the ops and the nn layers call it): 'valid' or
+    'same' (any case), or an int or a pair (ph, pw) with 0 <= p <= k // 2 on each axis
+    (PyTorch's rule: more would make windows of padding only). Returns 'valid'/'same', an int,
+    or a pair when the two differ."""
     if isinstance(padding, str):
         if padding.lower() not in ("valid", "same"):
             raise ValueError(
                 f"{op}: padding must be 'valid', 'same', an int or a pair of ints; "
                 f"received {padding!r}"
             )
-        pads = resolve_padding(padding, hw, kernel, strides, (1, 1), op)
-    else:
-        pads = resolve_padding(padding, hw, kernel, strides, (1, 1), op)
-        if pads[0][0] > kernel[0] // 2 or pads[1][0] > kernel[1] // 2:
-            raise ValueError(
-                f"{op}: padding must be at most half the window on each side "
-                f"(padding <= size // 2, as in PyTorch); received padding={padding!r} "
-                f"with size={size!r}"
-            )
+        return padding.lower()
+    ph, pw = pair(padding, "padding", op, minimum=0)
+    if ph > kernel[0] // 2 or pw > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: padding must be at most half the window on each side "
+            f"(padding <= size // 2, as in PyTorch); received padding={padding!r} "
+            f"with size={kernel if size is None else size!r}"
+        )
+    return ph if ph == pw else (ph, pw)
+
+
+def _geometry(op: str, shape, size, stride, padding):
+    """(size, stride, pads, out_hw), checked, for a pooling of an (N, H, W, C) input."""
+    kernel = pair(size, "size", op)
+    strides = kernel if stride is None else pair(stride, "stride", op)
+    hw = shape[1:3]
+    pads = resolve_padding(check_pool_padding(padding, kernel, op, size), hw, kernel, strides,
+                           (1, 1), op)
     padded = (hw[0] + sum(pads[0]), hw[1] + sum(pads[1]))
     if padded[0] < kernel[0] or padded[1] < kernel[1]:
         raise ValueError(

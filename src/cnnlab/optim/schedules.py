@@ -281,7 +281,7 @@ class LRScheduler:
                 "LRScheduler: optimizer must be an optimizer with param_groups; received "
                 f"{type(optimizer).__name__}"
             )
-        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule]
+        schedules = self.check_schedules(schedule)
         if len(schedules) == 1:
             schedules = schedules * len(groups)
         if len(schedules) != len(groups):
@@ -289,12 +289,19 @@ class LRScheduler:
                 f"LRScheduler: received {len(schedules)} schedules for {len(groups)} parameter "
                 "groups; give one schedule, or one per group"
             )
-        for s in schedules:
-            if not callable(s):
-                raise TypeError(f"LRScheduler: a schedule must be callable; received {s!r}")
         self.optimizer, self.schedules = optimizer, schedules
         self.epoch = 0
         self._apply()
+
+    @staticmethod
+    def check_schedules(schedule) -> list:
+        """``schedule`` (one callable, or a list of them) as a list; a TypeError for anything
+        that is not callable."""
+        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule]
+        for s in schedules:
+            if not callable(s):
+                raise TypeError(f"LRScheduler: a schedule must be callable; received {s!r}")
+        return schedules
 
     def step(self, epoch=None) -> None:
         """Advance to the next epoch (or to ``epoch``) and set the groups' learning rates."""

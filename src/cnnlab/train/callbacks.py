@@ -171,21 +171,31 @@ class ModelCheckpoint(Callback):
 
 
 class LRScheduler(Callback):
-    """Set every parameter group's learning rate at the start of each epoch.
+    """Drive the optimizer's learning rates with :class:`cnnlab.optim.LRScheduler` during
+    ``fit``: the epoch-k learning rate of every parameter group is set before epoch k.
 
-    ``schedule`` is a callable ``epoch -> lr`` (epoch counted from 0), e.g. one of the schedules
-    in :mod:`cnnlab.optim`, or an object with a ``step()``-less ``__call__``.
+    ``schedule`` is what :class:`cnnlab.optim.LRScheduler` takes (a callable ``epoch -> lr``
+    with epoch counted from 0, e.g. one of the schedules in :mod:`cnnlab.optim`, or a list of
+    them, one per parameter group); that class does the checking and the setting, so a
+    schedule behaves the same in ``fit`` as in a hand-written loop. Resuming needs no state:
+    the epoch comes from the trainer.
     """
 
     def __init__(self, schedule):
-        if not callable(schedule):
-            raise TypeError(f"LRScheduler: schedule must be callable; received {schedule!r}")
+        from cnnlab.optim.schedules import LRScheduler as _Scheduler
+
+        _Scheduler.check_schedules(schedule)
         self.schedule = schedule
+        self.scheduler = None
+
+    def on_train_begin(self, trainer):
+        from cnnlab.optim.schedules import LRScheduler as _Scheduler
+
+        super().on_train_begin(trainer)
+        self.scheduler = _Scheduler(trainer.optimizer, self.schedule)
 
     def on_epoch_begin(self, epoch):
-        lr = float(self.schedule(epoch))
-        for group in self.trainer.optimizer.param_groups:
-            group["lr"] = lr
+        self.scheduler.step(epoch)
 
 
 def _rows(history: dict) -> list[dict]:

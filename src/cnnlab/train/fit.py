@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import functional as F
+from cnnlab import metrics as metrics_mod
 from cnnlab.data.loader import DataLoader
 from cnnlab.tensor import Tensor, no_grad
 from cnnlab.train.callbacks import Callback, ModelCheckpoint
@@ -88,35 +89,8 @@ def _loss_fn(loss):
     return _LOSSES[loss]
 
 
-def _binary_accuracy(logits: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of yes/no labels right, each output column its own question (logit > 0 says
-    yes, a target > 0.5 is yes); unknown labels (NaN) are not counted."""
-    y = np.asarray(y, dtype=np.float64).reshape(logits.shape)
-    known = ~np.isnan(y)
-    if not known.any():
-        return float("nan")
-    return float(np.mean((logits > 0)[known] == (y[known] > 0.5)))
-
-
-def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
-    """Fraction correct: argmax of the logits against integer labels or one-hot / probability
-    rows. With one output column, or multi-label targets (rows that are not a distribution, or
-    NaN for unknown labels), it is the binary accuracy instead, as Keras picks for a binary
-    cross-entropy."""
-    y = np.asarray(y)
-    if logits.shape[-1] == 1 or (y.ndim == logits.ndim and _is_multilabel(y)):
-        return _binary_accuracy(logits, y)
-    if y.ndim == logits.ndim:
-        y = y.argmax(axis=-1)
-    return float(np.mean(logits.argmax(axis=-1) == y))
-
-
-def _is_multilabel(y: np.ndarray) -> bool:
-    y = y.astype(np.float64, copy=False)
-    return bool(np.isnan(y).any() or not np.allclose(y.sum(axis=-1), 1.0))
-
-
-_METRICS = {"accuracy": _accuracy, "binary_accuracy": _binary_accuracy}
+# the metrics fit can track, computed by cnnlab.metrics (one place for how cnnlab counts)
+_METRICS = {"accuracy": metrics_mod.output_accuracy, "binary_accuracy": metrics_mod.binary_accuracy}
 
 
 def _loader(data, batch_size, shuffle, seed, transform=None, name="train"):
@@ -398,13 +372,19 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         batch_size: int = 32, metrics=("accuracy",), callbacks=(), seed: int = 0,
         shuffle: bool = True, transform=None, l2: float = 0.0, clip_norm: float | None = None,
         resume=None, verbose: bool = True, extra: dict | None = None,
-        eval_sets: dict | None = None) -> History:
+        eval_sets: dict | None = None, validation_data=None) -> History:
     """Train ``model`` with mini-batch gradient descent; returns the :class:`History`.
+
+    ``fit(model, train_ds, val_ds, ...)``, or with arrays as in Keras:
+    ``fit(model, x, y, validation_data=(x_val, y_val), ...)``.
 
     Args:
         model: an ``nn.Module`` producing logits.
-        train: a Dataset, a DataLoader, or a pair of arrays (x, y).
-        val: validation data of the same kinds (evaluated after each epoch as ``val_*``).
+        train: a Dataset, a DataLoader, a pair of arrays (x, y), or the inputs x (an array)
+            when the labels y follow as the next argument.
+        val: validation data of the same kinds (evaluated after each epoch as ``val_*``), or
+            the labels y when ``train`` is an array of inputs.
+        validation_data: validation data when ``train`` and ``val`` are x and y.
         loss: 'cross_entropy' (integer labels or probabilities), 'mse',
             'binary_cross_entropy', or a callable (logits, target) -> Tensor.
         optimizer: an optimizer from :mod:`cnnlab.optim` over ``model.parameters()``.
@@ -420,6 +400,16 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
             as ``{name}_loss``, ``{name}_accuracy`` (e.g. ``{"train_dev": ...}``, the course's
             training-dev set).
     """
+    if isinstance(train, (np.ndarray, Tensor)):  # fit(model, x, y): Keras's order
+        if not isinstance(val, (np.ndarray, Tensor, list)):
+            raise ValueError("fit: train is an array of inputs, so the labels must come next: "
+                             f"fit(model, x, y); received {type(val).__name__} after it")
+        x = train.data if isinstance(train, Tensor) else train
+        train, val = (x, np.asarray(val.data if isinstance(val, Tensor) else val)), None
+    if validation_data is not None:
+        if val is not None:
+            raise ValueError("fit: give the validation data once, as val or validation_data")
+        val = validation_data
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
     if clip_norm is not None and not clip_norm > 0:
@@ -455,7 +445,7 @@ def evaluate(model, data, *, loss="cross_entropy", metrics=("accuracy",),
              batch_size: int = 256) -> dict:
     """Mean loss and metrics over ``data`` in eval mode, batch by batch, building no graph."""
     loss_fn = _loss_fn(loss)
-    was_training = getattr(model, "training", False)
+    modes = _modes(model)
     model.eval()
     sums = {"loss": 0.0, "n": 0, **{m: 0.0 for m in metrics}}
     try:
@@ -468,14 +458,26 @@ def evaluate(model, data, *, loss="cross_entropy", metrics=("accuracy",),
                 for m in metrics:
                     sums[m] += _METRICS[m](logits.data, yb) * n
     finally:
-        model.train(was_training)
+        _restore_modes(modes)
     return {k: sums[k] / max(sums["n"], 1) for k in ["loss", *metrics]}
+
+
+def _modes(model) -> list:
+    """(module, its training flag) for the model and every module in it."""
+    modules = model.modules() if hasattr(model, "modules") else [model]
+    return [(m, getattr(m, "training", False)) for m in modules]
+
+
+def _restore_modes(modes: list) -> None:
+    """Put back each module's own mode (a part kept in eval mode stays so)."""
+    for m, training in modes:
+        m.training = training
 
 
 def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     """The model's outputs (logits) for the inputs ``x`` (an array (N, ...)), in eval mode."""
     x = x.data if isinstance(x, Tensor) else np.asarray(x)
-    was_training = getattr(model, "training", False)
+    modes = _modes(model)
     model.eval()
     outs = []
     try:
@@ -483,5 +485,5 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
             for i in range(0, len(x), batch_size):
                 outs.append(model(Tensor(x[i : i + batch_size])).data)
     finally:
-        model.train(was_training)
+        _restore_modes(modes)
     return np.concatenate(outs) if outs else np.zeros((0,))

@@ -7,6 +7,8 @@ import time
 
 __all__ = ["Progress"]
 
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar:10}| {n_fmt}/{total_fmt}{postfix}"
+
 
 def _fmt(logs: dict) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in logs.items())
@@ -39,8 +41,10 @@ class Progress:
         except ImportError:
             tqdm = None
         if tqdm is not None:
+            # a short bar first and the metrics after it, without tqdm's timings: the line
+            # fits an 80-column terminal whole (tqdm's default cuts the metrics off there)
             self.bar = tqdm(total=total, desc=self.desc, unit="batch", leave=True,
-                            file=self.stream, dynamic_ncols=True)
+                            file=self.stream, bar_format=BAR_FORMAT)
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.start
