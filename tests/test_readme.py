@@ -5,10 +5,11 @@ How the README is read (the convention, for whoever adds a section):
 * Every fenced code block whose language is ``bash``, ``sh``, ``console`` or ``python`` is run,
   in the README's order, in one temporary folder (so ``runs/...`` written by one command is
   there for the next), with this source tree's ``cnnlab`` on the path.
-* A ``bash``/``sh``/``console`` block: every line that is not blank and not a comment must be a
-  ``cnnlab`` command (a trailing ``# comment`` is ignored); it runs as ``python -m cnnlab ...``
-  and must exit 0 without a traceback. Any other command line fails the test: mark such a
-  block as not run (next point).
+* A ``bash``/``sh``/``console`` block: every line (a line ending in ``\\`` goes on in the
+  next) that is not blank and not a comment must be a ``cnnlab`` command (a trailing
+  ``# comment`` is ignored); it runs as ``python -m cnnlab ...`` and must exit 0 without a
+  traceback. Any other command line fails the test: mark such a block as not run (next
+  point).
 * A block is skipped when the line just before its opening fence (blank lines allowed between)
   is ``<!-- readme-test: skip (REASON) -->``. The reason is required (say why it cannot run
   in a test: it installs packages, needs the network, takes minutes, ...).
@@ -146,7 +147,7 @@ def test_every_command_and_snippet_of_the_readme_runs(tmp_path):
             assert result.returncode == 0, f"{where}\n{show(result)}"
             ran += 1
             continue
-        for line in block["code"].splitlines():
+        for line in re.sub(r"\\\n\s*", " ", block["code"]).splitlines():  # `\` continues
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             result = _run(_command(line, values), tmp_path)
