@@ -1,0 +1,3 @@
+OPSET = 17
+def export(*a, **k):
+    raise NotImplementedError
