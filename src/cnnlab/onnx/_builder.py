@@ -116,6 +116,17 @@ class Builder:
         return np.ascontiguousarray(full.transpose(perm))
 
     # ------------------------------------------------------------------ steps
+    @staticmethod
+    def hint(node, weight: str | None = None) -> str:
+        """A layer name: the weight's name less its last part ('layer1.0.conv1.weight' ->
+        'layer1.0.conv1'), else the node's name less a trailing '/OpType'."""
+        if weight and "." in weight and not weight.startswith("onnx::"):
+            return weight.rpartition(".")[0]
+        name = node.name or node.op_type.lower()
+        if name.endswith("/" + node.op_type):
+            name = name[: -len(node.op_type) - 1]
+        return name
+
     def layer_name(self, hint: str) -> str:
         base = re.sub(r"[^0-9A-Za-z_]", "_", hint).strip("_") or "layer"
         if base[0].isdigit():

@@ -46,12 +46,6 @@ def _dilations(attrs, op):
     return d
 
 
-def _hint(node, weight=None):
-    if weight and weight.endswith(".weight"):
-        return weight[: -len(".weight")]
-    return node.name or node.op_type.lower()
-
-
 # ---------------------------------------------------------------------- Conv
 def conv(b, node, attrs):
     x = _image(b, node.input[0], "Conv")
@@ -87,7 +81,7 @@ def conv(b, node, attrs):
             bias = b.const(node.input[2]).astype(w.dtype)
             layer.bias = Parameter(np.ascontiguousarray(bias), regularize=False)
         b.emit(None, [x], [node.output[0]], [4], [NHWC], layer=layer,
-               hint=_hint(node, wname), op="Conv")
+               hint=b.hint(node, wname), op="Conv")
         return
 
     def run(t, w, bias=None):  # weights given at run time (ONNX's node tests)
@@ -133,7 +127,7 @@ def _pool(kind):
                 raise Unsupported(f"LpPool with p={p}")
             layer = Pool2D(kind, size, stride, pads, mode, ceil, include, p)
         b.emit(None, [x], [node.output[0]], [4], [NHWC], layer=layer,
-               hint=node.name or kind.lower(), op=kind)
+               hint=b.hint(node), op=kind)
 
     return convert
 
@@ -144,7 +138,7 @@ def global_pool(kind):
         if kind == "GlobalAveragePool":
             layer = nn.GlobalAvgPool2D()
             pooled = b.fresh(node.output[0])
-            b.emit(None, [x], [pooled], [2], layer=layer, hint=node.name or "global_avg_pool",
+            b.emit(None, [x], [pooled], [2], layer=layer, hint=b.hint(node),
                    op=kind)
             b.emit(lambda t: F.reshape(t, (t.shape[0], 1, 1, t.shape[1])), [pooled],
                    [node.output[0]], [4], [NHWC], op=kind)
@@ -175,16 +169,10 @@ def batch_norm(b, node, attrs):
         layer.beta = Parameter(np.ascontiguousarray(beta.astype(gamma.dtype)), regularize=False)
         layer.running_mean[...] = mean
         layer.running_var[...] = var
-        hint = names[0][: -len(".weight")] if names[0].endswith(".weight") else (
-            node.name or "batch_norm")
+        hint = b.hint(node, names[0])
         b.emit(None, [x], [node.output[0]], [rank], [NHWC if rank == 4 else None], layer=layer,
                hint=hint, op="BatchNormalization")
         return
-    if any(b.is_const(n) != b.is_const(names[0]) for n in names[2:]) and not all(
-        b.is_const(n) for n in names[2:]
-    ):
-        pass
-
     def run(t, gamma, beta, mean, var):  # statistics given at run time (ONNX's node tests)
         return F.batch_norm(t, gamma, beta, mean.data, var.data, training=False, eps=eps)
 
@@ -205,7 +193,7 @@ def lrn(b, node, attrs):
     x = _image(b, node.input[0], "LRN")
     layer = LRN(int(attrs["size"]), float(attrs.get("alpha", 1e-4)),
                 float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0)))
-    b.emit(None, [x], [node.output[0]], [4], [NHWC], layer=layer, hint=node.name or "lrn",
+    b.emit(None, [x], [node.output[0]], [4], [NHWC], layer=layer, hint=b.hint(node),
            op="LRN")
 
 

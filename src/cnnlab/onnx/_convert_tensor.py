@@ -26,7 +26,7 @@ def _keep(b, node, layer=None, fn=None, op=""):
     if b.is_const(src):
         raise Unsupported(f"{node.op_type} of a constant")
     b.emit(fn, [src], [node.output[0]], [b.rank(src)], [b.perm(src)], layer=layer,
-           hint=node.name or op.lower(), op=op)
+           hint=b.hint(node), op=op)
 
 
 def activation(kind):
@@ -94,7 +94,7 @@ def gemm(b, node, attrs):
             if bias is not None:
                 layer.bias = Parameter(np.ascontiguousarray(bias.reshape(-1).astype(w.dtype)),
                                        regularize=False)
-            hint = bn[: -len(".weight")] if bn.endswith(".weight") else node.name or "gemm"
+            hint = b.hint(node, bn)
             b.emit(None, [b.need(a)], [node.output[0]], [2], layer=layer, hint=hint, op="Gemm")
             return
     ins = [_as_runtime(b, a), _as_runtime(b, bn)] + ([_as_runtime(b, c)] if c else [])
@@ -118,7 +118,7 @@ def matmul(b, node, attrs):
         layer = nn.Dense(w.shape[0], w.shape[1], bias=False, init="zeros", dtype=w.dtype)
         layer.weight = Parameter(np.ascontiguousarray(w), regularize=True)
         b.emit(None, [b.need(a)], [node.output[0]], [2], layer=layer,
-               hint=node.name or "matmul", op="MatMul")
+               hint=b.hint(node, bn), op="MatMul")
         return
     ra, rb = b.rank(a), b.rank(bn)
     if ra is None or rb is None:
@@ -149,7 +149,7 @@ def binary(kind):
             src = b.need(src, perm)
             layer = ConstBinary(kind, b.const_in(c, perm, rank), const_first)
             b.emit(None, [src], [node.output[0]], [max(rank, c.ndim)], [perm], layer=layer,
-                   hint=node.name or kind.lower(), op=kind)
+                   hint=b.hint(node), op=kind)
             return
         rx, ry = b.rank(x), b.rank(y)
         if rx is None or ry is None:

@@ -52,7 +52,7 @@ class _Graph:
     def node(self, op, inputs, hint=None, n_out=1, **attrs):
         outs = [self.fresh(hint or op) for _ in range(n_out)]
         self.nodes.append(self.h.make_node(op, list(inputs), outs,
-                                           name=self.fresh(f"{hint or op}/{op}"), **attrs))
+                                           name=f"{hint}/{op}" if hint else outs[0], **attrs))
         return outs[0] if n_out == 1 else outs
 
     def value(self, t: Tensor, hint="const"):

@@ -74,11 +74,12 @@ class ONNXModel(Module):
                 len(x.shape) != len(want)
                 or any(w is not None and w != n for w, n in zip(want, x.shape))
             ):
-                shown = tuple("N" if w is None else w for w in want)
+                shown = "(" + ", ".join("N" if w is None else str(w) for w in want) + ")"
+                nhwc = self.layout == "nhwc" and len(want) == 4
                 raise ValueError(
                     f"ONNXModel ({self.source}): input {name!r} must have shape {shown}"
-                    f"{' (images channels-last, NHWC)' if self.layout == 'nhwc' and len(want) == 4 else ''}"
-                    f"; received {tuple(x.shape)}"
+                    f"{' (images channels-last, NHWC)' if nhwc else ''}; received "
+                    f"{tuple(x.shape)}"
                 )
             env[name] = x
         for step in self._steps:
