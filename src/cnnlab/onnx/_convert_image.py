@@ -47,6 +47,15 @@ def _dilations(attrs, op):
 
 
 # ---------------------------------------------------------------------- Conv
+def _same_lower(x, kernel, stride, dilation):
+    """x padded so that a 'valid' convolution gives ceil(H / s) rows, the odd row on top."""
+    widths = [(0, 0)]
+    for n, k, s, d in zip(x.shape[1:3], kernel, stride, dilation):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        widths.append((total - total // 2, total // 2))
+    return cnnlab.pad(x, (*widths, (0, 0)))
+
+
 def conv(b, node, attrs):
     x = _image(b, node.input[0], "Conv")
     wname = node.input[1]
@@ -58,8 +67,15 @@ def conv(b, node, attrs):
     padding = 0
     if mode == "SAME_UPPER":
         padding = "same"  # cnnlab's 'same' puts the odd row after, as SAME_UPPER does
-    elif mode == "SAME_LOWER":
-        raise Unsupported("Conv auto_pad SAME_LOWER")
+    elif mode == "SAME_LOWER":  # the odd row before: pad by the input's size, then 'valid'
+        padded = b.fresh(node.output[0])
+        w_shape = b.shape(wname)
+        if w_shape is None or len(w_shape) != 4:
+            raise Unsupported("Conv auto_pad SAME_LOWER with a weight of unknown shape")
+        kernel = w_shape[2:]
+        b.emit(lambda t: _same_lower(t, kernel, stride, dilation), [x], [padded], [4], [NHWC],
+               op="Conv")
+        x = padded
     elif mode in ("NOTSET", "") and (pt, pl) == (pb, pr):
         padding = (pt, pl)
     elif mode in ("NOTSET", ""):

@@ -222,7 +222,8 @@ def concat(b, node, attrs):
 def flatten(b, node, attrs):
     src = node.input[0]
     rank = b.rank(src)
-    axis = int(attrs.get("axis", 1)) % (rank + 1) if rank else 1
+    axis = int(attrs.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis  # in [0, rank]: 0 and rank are both allowed
     if b.is_const(src):
         a = b.consts[src]
         b.consts[node.output[0]] = a.reshape(int(np.prod(a.shape[:axis])), -1)
