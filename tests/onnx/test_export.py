@@ -17,7 +17,6 @@ from cnnlab import models, nn
 from tests.onnx.conftest import run_ort
 
 
-
 def zoo_model(name, seed=0, **extra):
     """(model in eval mode, one sample's shape) for a zoo name, at a size tests can afford."""
     kw = {"seed": seed}

@@ -95,8 +95,8 @@ def test_round_trip_is_exact(name, tmp_path, onnx):
 
 def test_imported_model_fine_tunes_summarizes_and_checkpoints(tmp_path, onnx):
     import cnnlab.onnx
-    from cnnlab import models, optim
     from cnnlab import functional as F
+    from cnnlab import models, optim
     from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 
     model, shape = zoo_model("resnet20")

@@ -27,7 +27,9 @@ _nonnegative_float, _fraction = nonnegative_float, fraction
 
 
 # Modules that register a command of their own (see build_parser); one line each.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "cnnlab.cli.export",
+]
 
 
 class _Parser(argparse.ArgumentParser):
