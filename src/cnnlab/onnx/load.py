@@ -59,8 +59,7 @@ def _external_data(model, source, base_dir) -> None:
     """Read tensors kept in files beside the model (PyTorch's dynamo exporter writes them):
     only relative paths inside the model's folder, read as raw bytes."""
     o = onnx()
-    tensors = [t for t in o.external_data_helper._get_all_tensors(model)
-               if t.data_location == o.TensorProto.EXTERNAL]
+    tensors = [t for t in model.graph.initializer if t.data_location == o.TensorProto.EXTERNAL]
     if not tensors:
         return
     if base_dir is None:
