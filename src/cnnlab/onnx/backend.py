@@ -11,13 +11,16 @@ ops inside, converting once where a Conv, pooling or batch norm needs it) and re
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 import cnnlab
 from cnnlab.onnx._deps import numpy_helper, onnx
 from cnnlab.onnx.load import from_proto
 
-_base = __import__("importlib").import_module("onnx.backend.base")
+onnx()  # this module subclasses onnx's Backend: without onnx, an ImportError naming the extra
+_base = importlib.import_module("onnx.backend.base")
 
 __all__ = ["CnnlabBackend", "CnnlabRep", "prepare", "run_model", "run_node",
            "supports_device"]
@@ -117,7 +120,8 @@ class CnnlabBackend(_base.Backend):
             h.make_tensor_value_info(n, o.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
             for n, a in zip(names, arrays) if n
         ]
-        graph_outputs = [h.make_empty_tensor_value_info(n) for n in node.output if n]
+        elem = o.helper.np_dtype_to_tensor_dtype(arrays[0].dtype)
+        graph_outputs = [h.make_tensor_value_info(n, elem, None) for n in node.output if n]
         if outputs_info:
             graph_outputs = [
                 h.make_tensor_value_info(n, o.helper.np_dtype_to_tensor_dtype(np.dtype(dt)),
@@ -127,6 +131,8 @@ class CnnlabBackend(_base.Backend):
         opset = kwargs.get("opset_version", o.defs.onnx_opset_version())
         graph = h.make_graph([node], "run_node", graph_inputs, graph_outputs)
         model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+        if not outputs_info:
+            model = o.shape_inference.infer_shapes(model)  # the outputs' shapes
         feeds = [a for n, a in zip(names, arrays) if n]
         return cls.prepare(model, device).run(feeds)
 

@@ -169,14 +169,17 @@ def _same_tag(g, ins):
     """Names of the inputs in one common layout (constants laid out to match)."""
     runtime = [t for t in ins if id(t) in g.names]
     tags = {g.tags[g.names[id(t)]] for t in runtime}
-    ranks = {t.ndim for t in ins}
-    tag = tags.pop() if len(tags) == 1 and len(ranks) == 1 else None
+    ranks = {t.ndim for t in runtime}
+    tag = tags.pop() if len(tags) == 1 and ranks == {4} else None
+    if any(t.ndim > 4 for t in ins):
+        tag = None
     names = []
     for t in ins:
         if id(t) in g.names:
             names.append(g.nchw(g.names[id(t)]) if tag is NCHW else g.plain(g.names[id(t)]))
-        elif tag is NCHW:
-            names.append(g.const(np.asarray(t.data).transpose(NCHW)))
+        elif tag is NCHW:  # a constant broadcast against images: (..., C) -> (1, C, 1, 1)
+            a = np.asarray(t.data)
+            names.append(g.const(a.reshape((1,) * (4 - a.ndim) + a.shape).transpose(NCHW)))
         else:
             names.append(g.value(t))
     return names, tag
