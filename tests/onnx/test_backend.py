@@ -17,8 +17,9 @@ def test_supports_cpu_only(onnx):
 
 
 def test_run_node_matches_the_reference_evaluator(onnx):
-    import cnnlab.onnx.backend as backend
     from onnx.reference import ReferenceEvaluator
+
+    import cnnlab.onnx.backend as backend
 
     h = onnx.helper
     rng = np.random.default_rng(0)
@@ -37,8 +38,9 @@ def test_run_node_matches_the_reference_evaluator(onnx):
 
 def test_run_model_and_prepare_in_onnx_layout(onnx, tmp_path):
     """NCHW in, NCHW out; a 2-input graph fed by a list and by a dict."""
-    import cnnlab.onnx.backend as backend
     from onnx.reference import ReferenceEvaluator
+
+    import cnnlab.onnx.backend as backend
 
     h = onnx.helper
     nodes = [h.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
