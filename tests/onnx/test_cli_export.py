@@ -50,3 +50,32 @@ def test_export_command_bad_input(tmp_path, onnx):
     assert_user_error(run_cli("export", "--checkpoint", ckpt, "dir.onnx", cwd=tmp_path),
                       "dir.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_onnx_file_fine_tunes_on_the_command_line(tmp_path, onnx):
+    """``cnnlab summary m.onnx``; ``cnnlab train --from m.onnx`` (a new 4-class head, the first
+    convolution frozen); ``cnnlab evaluate`` rebuilds the model from the ONNX file it names."""
+    import cnnlab.onnx
+    from tests.cli.helpers import make_idx_dataset
+
+    data = make_idx_dataset(tmp_path / "data", num_classes=4, n_train=60, n_test=20, seed=0)
+    model = models.get("lenet5", seed=0)  # 10 classes
+    cnnlab.onnx.export(model, tmp_path / "lenet.onnx", (28, 28, 1))
+    result = run_cli("summary", "lenet.onnx", cwd=tmp_path)
+    assert_ok(result)
+    assert "features_0 (Conv2D)" in result.stdout and "61,706" in result.stdout
+    result = run_cli("train", "--from", "lenet.onnx", "--data-dir", data, "--epochs", "1",
+                     "--num-classes", "4", "--freeze", "features_0", "--batch-size", "16",
+                     "--out", "run", "--quiet", cwd=tmp_path)
+    assert_ok(result)
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "run" / "best.npz")
+    assert ckpt["meta"]["extra"]["model"]["name"] == "onnx:" + str(tmp_path / "lenet.onnx")
+    w = ckpt["model"]["features_0.weight"]  # frozen: still the exported weights
+    assert np.array_equal(w, model.state_dict()["features.0.weight"])
+    assert ckpt["model"]["classifier_4.weight"].shape == (84, 4)
+    result = run_cli("evaluate", "--checkpoint", "run/best.npz", cwd=tmp_path)
+    assert_ok(result)
+    assert_user_error(run_cli("train", "--from", "missing.onnx", "--data-dir", data,
+                              "--quiet", cwd=tmp_path), "missing.onnx", "cannot read")
