@@ -157,3 +157,33 @@ def test_input_shape_is_checked(onnx, tmp_path):
                                          r"\(images channels-last, NHWC\); received "
                                          r"\(2, 1, 28, 28\)"):
         net(np.zeros((2, 1, 28, 28), np.float32))
+
+
+def test_imported_model_runs_in_a_predictor_and_in_float64(onnx, tmp_path):
+    import cnnlab.onnx
+
+    model, shape = zoo_model("resnet20")
+    cnnlab.onnx.export(model, tmp_path / "m.onnx", shape)
+    net = cnnlab.onnx.load(tmp_path / "m.onnx")
+    x = np.random.default_rng(9).standard_normal((4, *shape)).astype(np.float32)
+    with cl.no_grad():
+        want = net(cl.tensor(x)).numpy()
+    got = np.asarray(nn.Predictor(net)(x))  # traced, batch norm folded: rounding differs
+    assert rel_err(got, want) < 1e-5
+    net64 = cnnlab.onnx.load(tmp_path / "m.onnx").double()
+    with cl.no_grad():
+        y64 = net64(cl.tensor(x.astype(np.float64))).numpy()
+    assert y64.dtype == np.float64 and rel_err(y64, want) < 1e-5
+
+
+def test_load_checks_its_layout_argument(onnx, tmp_path):
+    import cnnlab.onnx
+
+    model, shape = zoo_model("lenet5")
+    cnnlab.onnx.export(model, tmp_path / "m.onnx", shape)
+    with pytest.raises(ValueError, match="layout must be 'nhwc' or 'onnx'; received 'nchw'"):
+        cnnlab.onnx.load(tmp_path / "m.onnx", layout="nchw")
+    net = cnnlab.onnx.load(tmp_path / "m.onnx", layout="onnx")  # ONNX's NCHW, as exported
+    x = np.random.default_rng(10).standard_normal((2, *shape)).astype(np.float32)
+    with cl.no_grad():
+        assert np.array_equal(net(x.transpose(0, 3, 1, 2)).numpy(), model(cl.tensor(x)).numpy())

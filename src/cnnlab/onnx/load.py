@@ -183,9 +183,6 @@ def from_proto(model, *, source: str = "<model>", layout: str = "nhwc") -> ONNXM
             input_shapes.append(tuple(held))
     for node in graph.node:
         attrs = {a.name: o.helper.get_attribute_value(a) for a in node.attribute}
-        for out in node.output:
-            if out in b.shapes:
-                b.shapes[out] = b.shapes[out]
         try:
             CONVERTERS[node.op_type](b, node, attrs)
         except Unsupported as e:
