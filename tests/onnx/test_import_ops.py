@@ -130,3 +130,12 @@ def test_onnx_layers_gradcheck(layer):
     x = cl.tensor(rng.standard_normal((2, 5, 6, 3)) + 0.05, requires_grad=True)
     w = rng.standard_normal(tuple(layer(x).shape))
     assert cl.gradcheck(lambda t: (layer(t) * cl.tensor(w)).sum(), [x]) < 1e-7
+
+
+def test_doctests_of_the_onnx_modules():
+    import doctest
+
+    from cnnlab.onnx import _layers, _layout
+
+    for module in (_layers, _layout):
+        assert doctest.testmod(module).failed == 0

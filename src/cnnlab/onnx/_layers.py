@@ -98,6 +98,10 @@ class LRN(Module):
     with a band matrix B (C, C), B[c', c] = 1 when c' is in window(c).
 
     Shape: (N, H, W, C) -> (N, H, W, C).
+
+    >>> import numpy as np, cnnlab as cl
+    >>> LRN(5, 1e-4, 0.75, 2.0)(cl.tensor(np.ones((1, 4, 4, 8), np.float32))).shape
+    (1, 4, 4, 8)
     """
 
     def __init__(self, size: int, alpha: float, beta: float, bias: float):
@@ -151,6 +155,13 @@ class Pool2D(Module):
     pooled without padding; an average is then rescaled so that it divides by the cells ONNX
     counts: every cell of the padded input with ``count_include_pad``, else the real ones.
     Lp: y = (sum over the window of |x|^p)^(1/p).
+
+    Shape: (N, H, W, C) -> (N, OH, OW, C), OH = ceil or floor((H + pads - KH) / s) + 1.
+
+    >>> import numpy as np, cnnlab as cl
+    >>> pool = Pool2D("MaxPool", (3, 3), (2, 2), ((0, 0), (0, 0)), "NOTSET", ceil_mode=True)
+    >>> pool(cl.tensor(np.zeros((1, 112, 112, 4), np.float32))).shape
+    (1, 56, 56, 4)
     """
 
     def __init__(self, kind, size, stride, pads, auto_pad, ceil_mode, count_include_pad=False,

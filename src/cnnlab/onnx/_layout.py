@@ -27,7 +27,11 @@ def inverse(perm) -> tuple:
 
 
 def between(old, new, rank: int) -> tuple:
-    """Axes ``a`` with ``held_old.transpose(a) == held_new`` (both perms of the same tensor)."""
+    """Axes ``a`` with ``held_old.transpose(a) == held_new`` (both perms of the same tensor).
+
+    >>> between(NHWC, None, 4)  # cnnlab's image back to ONNX's order
+    (0, 3, 1, 2)
+    """
     old = tuple(range(rank)) if old is None else tuple(old)
     new = tuple(range(rank)) if new is None else tuple(new)
     inv_old = inverse(old)
@@ -41,6 +45,10 @@ def axis_in(perm, axis: int, rank: int) -> int:
 
 
 def trivial(axes, shape) -> bool:
-    """True when transposing ``shape`` by ``axes`` only moves axes of size 1 (a reshape)."""
+    """True when transposing ``shape`` by ``axes`` only moves axes of size 1 (a reshape).
+
+    >>> trivial((0, 3, 1, 2), (8, 1, 1, 512)), trivial((0, 3, 1, 2), (8, 7, 7, 512))
+    (True, False)
+    """
     moved = [a for a in axes if shape[a] != 1]
     return moved == sorted(moved)
