@@ -198,7 +198,7 @@ def from_proto(model, *, source: str = "<model>", layout: str = "nhwc") -> ONNXM
             if out and out not in b.consts and b.ranks.get(out) is None and out in b.shapes:
                 b.ranks[out] = len(b.shapes[out])
     if problems:
-        raise ONNXError(f"{source}: cannot convert {len(problems)} node(s): "
+        raise ONNXError(f"{source}: cannot run {len(problems)} part(s) of the graph: "
                         + "; ".join(problems))
     outputs = []
     for vi in graph.output:
