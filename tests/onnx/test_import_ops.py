@@ -139,3 +139,49 @@ def test_doctests_of_the_onnx_modules():
 
     for module in (_layers, _layout):
         assert doctest.testmod(module).failed == 0
+
+
+def test_layout_sensitive_operators_after_a_convolution(onnx, ort, tmp_path):
+    """Operators with an axis or a broadcast on images held channels-last inside cnnlab:
+    Softmax(axis=1), Add of a (C, 1, 1) constant, Concat on channels with a constant, Pad,
+    Slice, Transpose, ReduceMean without keepdims, LeakyRelu, Flatten, Gemm."""
+    h, nh = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(2)
+    f32 = np.float32
+    inits = [
+        nh.from_array(rng.standard_normal((4, 3, 3, 3)).astype(f32), "w"),
+        nh.from_array(rng.standard_normal((4, 1, 1)).astype(f32), "shift"),
+        nh.from_array(rng.standard_normal((1, 2, 6, 6)).astype(f32), "extra"),
+        nh.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "pads"),
+        nh.from_array(np.array([1, 0], np.int64), "starts"),
+        nh.from_array(np.array([5, 4], np.int64), "ends"),
+        nh.from_array(np.array([2, 3], np.int64), "axes"),
+        nh.from_array(rng.standard_normal((6, 3)).astype(f32), "fc"),
+    ]
+    nodes = [
+        h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        h.make_node("Softmax", ["c"], ["s"], axis=1),
+        h.make_node("Add", ["s", "shift"], ["a"]),
+        h.make_node("Concat", ["a", "extra"], ["k"], axis=1),
+        h.make_node("Pad", ["k", "pads"], ["p"]),
+        h.make_node("Slice", ["p", "starts", "ends", "axes"], ["sl"]),
+        h.make_node("Transpose", ["sl"], ["t"], perm=[0, 2, 1, 3]),
+        h.make_node("LeakyRelu", ["t"], ["lr"], alpha=0.3),
+        h.make_node("ReduceMean", ["lr"], ["m"], axes=[1, 3], keepdims=0),
+        h.make_node("Flatten", ["m"], ["fl"]),
+        h.make_node("Gemm", ["fl", "fc"], ["y"]),
+    ]
+    f = onnx.TensorProto.FLOAT
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, [1, 3, 6, 6])],
+                         [h.make_tensor_value_info("y", f, [1, 3])], initializer=inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(f32)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    (want,) = run_ort(ort, path, x)
+    import cnnlab.onnx
+
+    with cl.no_grad():
+        got = cnnlab.onnx.load(path)(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
