@@ -52,6 +52,10 @@ def test_pytorch_exports_import_and_match_pytorch(name, dynamo, torch, onnx, tmp
     with cl.no_grad():
         got = imported(x.numpy().transpose(0, 2, 3, 1)).numpy()  # cnnlab takes NHWC
     assert rel_err(got, want) < 1e-5
+    # the layout is converted once, at import: no transpose runs inside the imported model
+    # (the flatten before the classifier reads features in cnnlab's order; its weights were
+    # permuted to match)
+    assert [s.op for s in imported._steps if s.op == "layout"] == []
     # the weights are cnnlab layers: as many parameters as the (BN-folded) graph's weights
     graph = onnx.load(str(path)).graph
     n_weights = sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type == 1)

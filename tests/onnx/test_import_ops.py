@@ -185,3 +185,39 @@ def test_layout_sensitive_operators_after_a_convolution(onnx, ort, tmp_path):
     with cl.no_grad():
         got = cnnlab.onnx.load(path)(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["gemm", "gemm-transB", "gemm-alpha", "matmul", "reshape"])
+def test_flatten_into_a_classifier_permutes_its_weights(head, onnx, ort, tmp_path):
+    """Conv -> Flatten (C, H, W order in ONNX) -> Gemm/MatMul: cnnlab flattens its (H, W, C)
+    image and takes the classifier's rows in that order, once, at import."""
+    import cnnlab.onnx
+
+    h, nh = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(3)
+    f32 = np.float32
+    w = rng.standard_normal((4, 2, 3, 3)).astype(f32)
+    fc = rng.standard_normal((4 * 3 * 5, 6)).astype(f32)
+    fc = fc.T.copy() if head == "gemm-transB" else fc
+    inits = [nh.from_array(w, "w"), nh.from_array(fc, "fc"),
+             nh.from_array(np.array([0, -1], np.int64), "shape")]
+    flat = (h.make_node("Reshape", ["c", "shape"], ["fl"]) if head == "reshape"
+            else h.make_node("Flatten", ["c"], ["fl"]))
+    if head == "matmul":
+        last = h.make_node("MatMul", ["fl", "fc"], ["y"])
+    else:
+        last = h.make_node("Gemm", ["fl", "fc"], ["y"], transB=int(head == "gemm-transB"),
+                           alpha=0.5 if head == "gemm-alpha" else 1.0)
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"]), flat, last]
+    f = onnx.TensorProto.FLOAT
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, [2, 2, 5, 7])],
+                         [h.make_tensor_value_info("y", f, [2, 6])], initializer=inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    x = rng.standard_normal((2, 2, 5, 7)).astype(f32)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    (want,) = run_ort(ort, tmp_path / "m.onnx", x)
+    net = cnnlab.onnx.load(tmp_path / "m.onnx")
+    with cl.no_grad():
+        got = net(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert [s.op for s in net._steps if s.op == "layout"] == []

@@ -50,6 +50,9 @@ class Builder:
         self.steps = []
         self.layers = OrderedDict()
         self._converted = {}  # (name, perm) -> runtime name in that layout
+        self.consumers = {}  # name -> [(node, input index)]
+        self.graph_outputs = set()
+        self.row_order = {}  # flattened image -> the order of its features, see flatten
         self._count = 0
         self._taken = set()
 

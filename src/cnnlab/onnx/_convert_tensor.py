@@ -16,6 +16,7 @@ from cnnlab.nn.parameter import Parameter
 from cnnlab.onnx import _layout
 from cnnlab.onnx._builder import Unsupported
 from cnnlab.onnx._layers import Clip, ConstBinary, LogSoftmax
+from cnnlab.onnx._layout import NHWC
 
 __all__ = ["CONVERTERS"]
 
@@ -74,10 +75,22 @@ def _as_runtime(b, name):
 
 
 # ---------------------------------------------------------------------- products
+def _in_cnnlab_order(b, a, bn, transposed):
+    """The weight ``bn`` with its input features permuted to match ``a`` when ``a`` is an
+    image flattened in cnnlab's (H, W, C) order (see ``_flatten_channels_last``)."""
+    if a not in b.row_order:
+        return bn
+    order, w = b.row_order[a], b.const(bn)
+    name = b.fresh(bn)
+    b.consts[name] = np.ascontiguousarray(w[:, order] if transposed else w[order])
+    return name
+
+
 def gemm(b, node, attrs):
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     ta, tb = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
     a, bn = node.input[0], node.input[1]
+    bn = _in_cnnlab_order(b, a, bn, bool(tb))
     c = node.input[2] if len(node.input) > 2 and node.input[2] else None
     if not b.is_const(a) and b.is_const(bn) and not ta and alpha == 1.0 and (
         c is None or (b.is_const(c) and beta == 1.0)
@@ -113,6 +126,7 @@ def gemm(b, node, attrs):
 
 def matmul(b, node, attrs):
     a, bn = node.input
+    bn = _in_cnnlab_order(b, a, bn, False)
     if not b.is_const(a) and b.is_const(bn) and b.const(bn).ndim == 2 and b.rank(a) == 2:
         w = b.const(bn)
         layer = nn.Dense(w.shape[0], w.shape[1], bias=False, init="zeros", dtype=w.dtype)
@@ -219,6 +233,32 @@ def concat(b, node, attrs):
            [perm], op="Concat")
 
 
+def _flatten_channels_last(b, src, out) -> bool:
+    """Flatten an image held channels-last in cnnlab's own order, when every use of the
+    result is the data input of a Gemm or MatMul with constant weights: their weight rows are
+    permuted once, here, instead of the image being transposed at every call.
+
+    ONNX flattens (C, H, W); cnnlab holds (H, W, C). With ``order[k]`` the ONNX feature at
+    cnnlab's position k, A_onnx @ W = A_cnnlab @ W[order] (rows of W, which is (in, out)).
+    """
+    shape = b.shapes.get(src)
+    if b.perm(src) != NHWC or shape is None or None in shape[1:] or out in b.graph_outputs:
+        return False
+    uses = b.consumers.get(out, [])
+    for node, i in uses:
+        if i != 0 or node.op_type not in ("Gemm", "MatMul") or not b.is_const(node.input[1]):
+            return False
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Gemm" and "transA" in attrs and attrs["transA"].i:
+            return False
+    if not uses:
+        return False
+    _, c, h, w = shape
+    b.row_order[out] = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+    b.emit(lambda t: F.reshape(t, (t.shape[0], -1)), [src], [out], [2], op="Flatten")
+    return True
+
+
 def flatten(b, node, attrs):
     src = node.input[0]
     rank = b.rank(src)
@@ -227,6 +267,8 @@ def flatten(b, node, attrs):
     if b.is_const(src):
         a = b.consts[src]
         b.consts[node.output[0]] = a.reshape(int(np.prod(a.shape[:axis])), -1)
+        return
+    if axis == 1 and rank == 4 and _flatten_channels_last(b, src, node.output[0]):
         return
     x = b.need(src)
     b.emit(lambda t: F.reshape(t, (int(np.prod(t.shape[:axis])), -1)), [x], [node.output[0]],
@@ -245,6 +287,11 @@ def reshape(b, node, attrs):
         a = b.consts[src]
         b.consts[node.output[0]] = a.reshape(_target(a.shape, spec, allowzero))
         return
+    shape = b.shapes.get(src)
+    if (len(spec) == 2 and b.rank(src) == 4 and shape is not None and shape[0] is not None
+            and spec[0] in (shape[0], 0) and spec[1] in (-1, int(np.prod(shape[1:])))
+            and _flatten_channels_last(b, src, node.output[0])):
+        return  # a flatten written as Reshape (PyTorch's dynamo exporter)
     x = b.need(src)
     b.emit(lambda t: F.reshape(t, _target(t.shape, spec, allowzero)), [x], [node.output[0]],
            [len(spec)], op="Reshape")

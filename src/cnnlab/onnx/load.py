@@ -158,6 +158,10 @@ def from_proto(model, *, source: str = "<model>", layout: str = "nhwc") -> ONNXM
                         f"{', '.join(supported_operators())})")
     b = Builder(opset, layout)
     b.shapes = _value_shapes(graph)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            b.consumers.setdefault(name, []).append((node, i))
+    b.graph_outputs = {vi.name for vi in graph.output}
     nh = numpy_helper()
     for t in graph.initializer:
         b.consts[t.name] = nh.to_array(t)
