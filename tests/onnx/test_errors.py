@@ -180,3 +180,32 @@ def test_missing_onnx_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(_deps.importlib, "import_module", fake)
     with pytest.raises(ImportError, match=r'pip install "cnnlab\[onnx\]"'):
         _deps.onnx()
+
+
+def test_importing_cnnlab_onnx_does_not_import_onnx():
+    import subprocess
+    import sys
+
+    code = "import sys, cnnlab.onnx; print('onnx' in sys.modules)"
+    from tests.cli.helpers import cli_env
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=cli_env(), check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_layer_names_never_shadow_module_methods(tmp_path, onnx):
+    from cnnlab.onnx import load
+
+    h = onnx.helper
+    f = onnx.TensorProto.FLOAT
+    nodes = [h.make_node("Relu", ["x"], ["a"], name="eval"),
+             h.make_node("Sigmoid", ["a"], ["y"], name="train")]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, [1, 3])],
+                         [h.make_tensor_value_info("y", f, [1, 3])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]),
+              str(tmp_path / "m.onnx"))
+    net = load(tmp_path / "m.onnx")
+    assert [n for n, _ in net.named_children()] == ["eval_2", "train_2"]
+    net.eval().train()  # still the methods
+    assert net.training

@@ -15,7 +15,7 @@ import numpy as np
 
 from cnnlab import functional as F
 from cnnlab.onnx import _layout
-from cnnlab.onnx.graph import Step
+from cnnlab.onnx.graph import ONNXModel, Step
 
 __all__ = ["Builder", "Unsupported"]
 
@@ -136,8 +136,9 @@ class Builder:
             base = "n" + base
         name, i = base, 1
         reserved = {"training", "input_names", "input_shapes", "output_names", "layout",
-                    "source", "input_shape", "head_name", "num_classes", "forward"}
-        while name in self._taken or name in reserved or name.startswith("_"):
+                    "source", "input_shape", "head_name", "num_classes"}
+        while (name in self._taken or name in reserved or name.startswith("_")
+               or hasattr(ONNXModel, name)):  # never shadow a method: 'eval', 'train', ...
             i += 1
             name = f"{base}_{i}"
         self._taken.add(name)
