@@ -166,3 +166,20 @@ def test_full_size_model_at_224(name, tmp_path, ort):
     export(model, tmp_path / "m.onnx", (224, 224, 3))
     (got,) = run_ort(ort, tmp_path / "m.onnx", np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     assert rel_err(got, want) < 1e-5
+
+
+def test_a_features_model_exports_and_round_trips(tmp_path, ort):
+    """(N, F) input: Dense, BatchNorm1D, Tanh, Softmax."""
+    import cnnlab.onnx
+
+    model = nn.Sequential(nn.Dense(5, 4, seed=0), nn.BatchNorm1D(4), nn.Tanh(),
+                          nn.Dense(4, 3, seed=1), nn.Softmax())
+    model.eval()
+    x = np.random.default_rng(9).standard_normal((7, 5)).astype(np.float32)
+    with cl.no_grad():
+        want = model(cl.tensor(x)).numpy()
+    cnnlab.onnx.export(model, tmp_path / "d.onnx", (5,))
+    (got,) = run_ort(ort, tmp_path / "d.onnx", x)
+    assert rel_err(got, want) < 1e-5
+    with cl.no_grad():
+        assert np.array_equal(cnnlab.onnx.load(tmp_path / "d.onnx")(x).numpy(), want)
