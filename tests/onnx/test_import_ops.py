@@ -221,3 +221,28 @@ def test_flatten_into_a_classifier_permutes_its_weights(head, onnx, ort, tmp_pat
         got = net(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert [s.op for s in net._steps if s.op == "layout"] == []
+
+
+def test_matmul_then_add_becomes_one_dense_layer_with_a_trainable_bias(onnx, ort, tmp_path):
+    """TensorFlow's exporters write a dense layer as MatMul + Add."""
+    import cnnlab.onnx
+
+    h, nh = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((6, 3)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    f = onnx.TensorProto.FLOAT
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"], name="dense/MatMul"),
+             h.make_node("Add", ["m", "b"], ["y"], name="dense/BiasAdd")]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, [4, 6])],
+                         [h.make_tensor_value_info("y", f, [4, 3])],
+                         initializer=[nh.from_array(w, "w"), nh.from_array(bias, "b")])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]),
+              str(tmp_path / "m.onnx"))
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    (want,) = run_ort(ort, tmp_path / "m.onnx", x)
+    net = cnnlab.onnx.load(tmp_path / "m.onnx")
+    with cl.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), want, rtol=1e-6, atol=1e-6)
+    assert {n: tuple(p.shape) for n, p in net.named_parameters()} == {
+        "dense.weight": (6, 3), "dense.bias": (3,)}

@@ -147,6 +147,22 @@ _BINARY = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y, "Mul": lambda x
            "Div": lambda x, y: x / y}
 
 
+def _bias_of_dense(b, src, c, out) -> bool:
+    """MatMul then Add of a constant vector (how TensorFlow's exporters write a dense layer):
+    the vector becomes the bias, a trainable Parameter, of the Dense layer the MatMul made."""
+    step = next((s for s in reversed(b.steps) if s.outputs == (src,)), None)
+    layer = b.layers.get(step.layer) if step is not None and step.layer else None
+    uses = b.consumers.get(src, [])
+    if not isinstance(layer, nn.Dense) or layer.bias is not None or len(uses) != 1 or (
+        src in b.graph_outputs
+    ) or c.size != layer.out_features or c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1):
+        return False
+    layer.bias = Parameter(np.ascontiguousarray(c.reshape(-1).astype(layer.weight.dtype)),
+                           regularize=False)
+    b.alias(out, src, None)
+    return True
+
+
 def binary(kind):
     def convert(b, node, attrs):
         x, y = node.input
@@ -156,6 +172,8 @@ def binary(kind):
         if b.is_const(x) or b.is_const(y):
             const_first = b.is_const(x)
             src, c = (y, b.consts[x]) if const_first else (x, b.consts[y])
+            if kind == "Add" and _bias_of_dense(b, src, c, node.output[0]):
+                return
             rank = b.rank(src)
             if rank is None:
                 raise Unsupported(f"{kind} with an input of unknown rank")
