@@ -211,7 +211,7 @@ def dropout(b, node, attrs):
     if b.opset >= 12:
         rate = b.optional_const(node, 1, "Dropout ratio", np.float32(0.5))
         training = b.optional_const(node, 2, "Dropout training_mode", np.bool_(False))
-        if bool(np.asarray(training)):
+        if bool(np.asarray(training)) and float(np.asarray(rate)) != 0.0:
             raise Unsupported("Dropout with training_mode=True (a random mask)")
     else:
         rate = attrs.get("ratio", 0.5)
