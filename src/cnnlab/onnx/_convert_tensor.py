@@ -206,7 +206,8 @@ def clip(b, node, attrs):
 
 
 def dropout(b, node, attrs):
-    if len(node.output) > 1 and node.output[1]:
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and (b.consumers.get(mask) or mask in b.graph_outputs):
         raise Unsupported("Dropout with the mask output")
     if b.opset >= 12:
         rate = b.optional_const(node, 1, "Dropout ratio", np.float32(0.5))
@@ -420,7 +421,58 @@ def constant(b, node, attrs):
     b.consts[node.output[0]] = value
 
 
+def constant_of_shape(b, node, attrs):
+    from cnnlab.onnx._deps import numpy_helper
+
+    shape = [int(v) for v in b.const(node.input[0], "ConstantOfShape shape")]
+    value = attrs.get("value")
+    fill = np.zeros(1, np.float32) if value is None else numpy_helper().to_array(value)
+    b.consts[node.output[0]] = np.full(shape, fill.reshape(-1)[0], fill.dtype)
+
+
+def unsqueeze(b, node, attrs):
+    src = node.input[0]
+    axes = attrs.get("axes") if b.opset < 13 else b.const(node.input[1], "Unsqueeze axes")
+    rank = (b.rank(src) or 0) + len(axes)
+    axes = sorted(int(a) % rank for a in axes)
+    if b.is_const(src):
+        b.consts[node.output[0]] = np.expand_dims(b.consts[src], tuple(axes))
+        return
+
+    def run(t):
+        shape = list(t.shape)
+        for a in axes:
+            shape.insert(a, 1)
+        return F.reshape(t, tuple(shape))
+
+    b.emit(run, [b.need(src)], [node.output[0]], [rank], op="Unsqueeze")
+
+
+def sum_(b, node, attrs):
+    """Sum of n inputs (ResNet-50 of the ONNX model zoo adds its shortcut with Sum)."""
+    names = list(node.input)
+    if len(names) == 1:
+        return identity(b, node, attrs)
+    if any(b.is_const(n) for n in names):
+        raise Unsupported("Sum with a constant input")
+    ranks = {b.rank(n) for n in names}
+    perms = {b.perm(n) for n in names}
+    perm = perms.pop() if len(perms) == 1 and len(ranks) == 1 else None
+
+    def run(*ts):
+        total = ts[0]
+        for t in ts[1:]:
+            total = total + t
+        return total
+
+    b.emit(run, [b.need(n, perm) for n in names], [node.output[0]], [max(ranks)], [perm],
+           op="Sum")
+
+
 CONVERTERS = {
+    "ConstantOfShape": constant_of_shape,
+    "Unsqueeze": unsqueeze,
+    "Sum": sum_,
     "Relu": activation("Relu"),
     "LeakyRelu": activation("LeakyRelu"),
     "Sigmoid": activation("Sigmoid"),
