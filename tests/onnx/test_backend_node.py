@@ -138,8 +138,8 @@ def test_every_operator_of_the_issue_is_counted():
 LIGHT_PASS = ["densenet121", "inception_v2", "shufflenet", "squeezenet"]
 # Their constant weights make the 1000 logits equal and about 4e12 in size, so the expected
 # softmax is exactly uniform only when every logit is rounded alike; cnnlab's dense layer runs
-# in column blocks of 250 and two columns per block come out one float32 step (5e5) apart, so
-# 8 probabilities move, although every intermediate value agrees with onnxruntime to 4e-5
+# in column blocks of 250 and two columns per block come out 1e-5 (4e7) apart, so 8
+# probabilities move, although every intermediate value agrees with onnxruntime to 4e-5
 # (test_light_models_agree_with_onnxruntime_before_the_softmax checks the logits).
 LIGHT_ROUNDING = ["bvlc_alexnet", "inception_v1", "resnet50", "vgg19", "zfnet512"]
 
