@@ -26,12 +26,14 @@ DYNAMO = [False] + ([True] if importlib.util.find_spec("onnxscript") else [])
 def torch_model(torch, name):
     z = make(torch)
     torch.manual_seed(0)
+    # every layer at full width; small images, and VGG-11's hidden layers 256 wide (4096 in
+    # torchvision) to keep its classifier small
     if name == "resnet18":
-        model, size = z.ResNet(z.BasicBlock, [2, 2, 2, 2], 10, 0.25), 64
+        model, size = z.ResNet(z.BasicBlock, [2, 2, 2, 2], 1000, 1.0), 64
     elif name == "vgg11":  # features end at 2x2: adaptive pooling to 2x2 exports as a no-op
-        model, size = z.VGG(11, 10, 0.25, 64, pooled=2), 64
+        model, size = z.VGG(11, 1000, 1.0, 256, pooled=2), 64
     else:
-        model, size = z.GoogLeNet(10, 0.25), 96
+        model, size = z.GoogLeNet(1000, 1.0), 96
     randomize_batch_norm(torch, model)
     return model.eval(), size
 
