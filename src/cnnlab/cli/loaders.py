@@ -28,11 +28,37 @@ def _check_model(name: str) -> None:
         raise CLIError(f"unknown model {name!r}; valid models: {', '.join(models.names())}")
 
 
+def _onnx_model(name: str, num_classes=None, input_shape=None, seed=0):
+    """An ONNX file (``model.onnx`` or ``onnx:/path/model.onnx``) as a cnnlab model, its head
+    replaced when ``num_classes`` differs (issue 16)."""
+    from cnnlab.cli.common import user_errors
+
+    path = name[len("onnx:"):] if name.startswith("onnx:") else name
+    with user_errors():
+        import cnnlab.onnx
+
+        try:
+            model = cnnlab.onnx.load(path)
+        except cnnlab.onnx.ONNXError as e:
+            raise CLIError(str(e)) from None
+    have = getattr(model, "input_shape", None)
+    if input_shape is not None and have is not None and tuple(input_shape) != tuple(have):
+        raise CLIError(f"{path} takes {tuple(have)} images, not {tuple(input_shape)}")
+    if num_classes is not None and num_classes != getattr(model, "num_classes", None):
+        from cnnlab.models import replace_head
+
+        replace_head(model, int(num_classes), seed=seed)
+    return model
+
+
 def build_model(name: str, num_classes=None, input_shape=None, dropout=None, seed=0):
     """A zoo model; ``input_shape`` (H, W, C) becomes the builders' ``input_size`` and
-    ``in_channels``; settings left at None keep the builder's defaults."""
+    ``in_channels``; settings left at None keep the builder's defaults. An ONNX file's path
+    (``*.onnx``, or ``onnx:PATH`` as checkpoints record it) imports that model."""
     from cnnlab import models
 
+    if name.startswith("onnx:") or name.endswith(".onnx"):
+        return _onnx_model(name, num_classes, input_shape, seed)
     _check_model(name)
     kwargs = {}
     if num_classes is not None:
@@ -107,11 +133,24 @@ def load_dataset(name: str, data_dir, split: str, download: bool = False, input_
 
 
 def model_from_checkpoint(path):
-    """(model with the checkpoint's weights, the checkpoint's description dict)."""
+    """(model with the checkpoint's weights, the checkpoint's description dict); an ONNX
+    file imports its model, described as ``onnx:ABSOLUTE_PATH``."""
     from pathlib import Path
 
     from cnnlab.train.checkpoint import CheckpointError, load_checkpoint, read_metadata
 
+    if str(path).endswith(".onnx"):
+        import os
+
+        model = _onnx_model(str(path))
+        shape = getattr(model, "input_shape", None)
+        if shape is None or getattr(model, "num_classes", None) is None:
+            raise CLIError(f"{path}: a model for training needs a fixed image size and a final "
+                           f"Gemm/MatMul layer (the classifier)")
+        info = {"name": "onnx:" + os.path.abspath(path), "num_classes": model.num_classes,
+                "input_shape": list(shape), "dropout": None}
+        model.eval()
+        return model, info
     if Path(path).is_dir():
         found = [f.name for f in (Path(path) / "best.npz", Path(path) / "last.npz") if f.is_file()]
         hint = f"; it holds {' and '.join(found)}" if found else ""

@@ -34,6 +34,7 @@ _COMMAND_MODULES: list[str] = [
     "cnnlab.cli.compare",
     "cnnlab.cli.report",
     "cnnlab.cli.tune",
+    "cnnlab.cli.export",
 ]
 
 
