@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument("--keep", type=fraction(), default=0.25,
                    help="the next round samples the span of the best KEEP x TRIALS trials so "
                    "far (0.25)")
-    p.add_argument("--sampler", choices=("random", "tpe"), default="random")
+    p.add_argument("--sampler", choices=("random", "tpe"), default="random",
+                   help="random search, as the course teaches (default), or Optuna's TPE")
     p.add_argument("--seed", type=int_at_least(0), default=0,
                    help="the same seed draws the same parameters (0)")
     p.add_argument("--optimize", default="val_accuracy",
