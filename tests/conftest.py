@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.oracles import missing
 
 
 def _load_torch():
     try:
         import torch
     except ImportError:
-        if os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1":
-            pytest.fail("CNNLAB_REQUIRE_ORACLES=1 but torch is not installed "
-                        "(pip install torch==2.13.0)")
-        pytest.skip("torch (the PyTorch oracle) is not installed")
+        missing("torch (the PyTorch oracle) is not installed (pip install torch==2.13.0)")
     torch.set_num_threads(1)
     return torch
 

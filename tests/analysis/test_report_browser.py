@@ -19,14 +19,13 @@ import pytest
 
 from cnnlab.analysis import diagnose
 from cnnlab.analysis.report import render_report
+from tests.oracles import missing
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
 def _missing(what: str):
-    if os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1":
-        pytest.fail(f"CNNLAB_REQUIRE_ORACLES=1 but {what} (.ci/run installs it)")
-    pytest.skip(what)
+    missing(f"{what} (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,17 @@ it, like the PyTorch oracle in tests/conftest.py.
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
+
+from tests.oracles import missing
 
 
 def _require(module: str, pip: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        if os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1":
-            pytest.fail(f"CNNLAB_REQUIRE_ORACLES=1 but {module} is not installed (pip install "
-                        f"{pip})")
-        pytest.skip(f"{module} is not installed")
+        missing(f"{module} is not installed (pip install {pip})")
 
 
 @pytest.fixture(scope="session")

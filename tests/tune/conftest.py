@@ -14,13 +14,7 @@ import time
 
 import pytest
 
-REQUIRED = os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1"
-
-
-def _missing(what: str):
-    if REQUIRED:
-        pytest.fail(f"CNNLAB_REQUIRE_ORACLES=1 but {what}")
-    pytest.skip(what)
+from tests.oracles import missing
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +22,7 @@ def optuna():
     try:
         import optuna
     except ImportError:
-        _missing('Optuna is not installed (pip install "cnnlab[tune]")')
+        missing('Optuna is not installed (pip install "cnnlab[tune]")')
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -50,10 +44,10 @@ def postgres_url(optuna):
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _missing('psycopg is not installed (pip install "cnnlab[tune-postgres]")')
+        missing('psycopg is not installed (pip install "cnnlab[tune-postgres]")')
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        _missing("PostgreSQL is not installed (apt-get install postgresql)")
+        missing("PostgreSQL is not installed (apt-get install postgresql)")
     root = tempfile.mkdtemp(prefix="cnnlab-pg-")
     prefix = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user

@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cnnlab.cli.mpi import find_mpiexec
+from tests.oracles import missing
 
 ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 120  # seconds: any one mpiexec; the tests' own runs take a few seconds
@@ -29,10 +28,7 @@ def require_mpiexec() -> str:
     else:
         mpiexec = find_mpiexec()
     if mpiexec is None:
-        message = 'mpi4py and mpiexec are not installed (pip install "cnnlab[mpi]")'
-        if os.environ.get("CNNLAB_REQUIRE_ORACLES") == "1":
-            pytest.fail(f"CNNLAB_REQUIRE_ORACLES=1 but {message}")
-        pytest.skip(message)
+        missing('mpi4py and mpiexec are not installed (pip install "cnnlab[mpi]")')
     return mpiexec
 
 
