@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import functional as F
+from cnnlab import runtime
 from cnnlab.data.loader import DataLoader
 from cnnlab.tensor import Tensor, no_grad
 from cnnlab.train.callbacks import Callback, ModelCheckpoint
@@ -363,6 +364,9 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         l2: lambda of L2 regularization, lambda/(2m) * sum ||W||^2 over the weights.
         clip_norm: clip the gradients' global norm to this value.
         resume: a checkpoint file, or a directory holding ``last.npz``, to continue from.
+
+    The speed runtime (:mod:`cnnlab.runtime`: ``cnnlab.get_num_threads()`` threads, BLAS held
+    to one thread, freed memory kept) is held while training and given back afterwards.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
@@ -377,7 +381,8 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         trainer.resume(resume)
     train_loader = _loader(train, batch_size, shuffle, seed, transform)
     val_loader = _loader(val, batch_size, False, seed)
-    return trainer.run(train_loader, val_loader, epochs)
+    with runtime.configure():  # cnnlab's threads, BLAS and allocator: given back
+        return trainer.run(train_loader, val_loader, epochs)
 
 
 def _batches(data, batch_size: int):
