@@ -15,9 +15,9 @@ import pytest
 
 import cnnlab as cl
 from cnnlab import functional as F
+from cnnlab import runtime
 from cnnlab.ops import conv as conv_module
 from cnnlab.ops import parallel
-from cnnlab import runtime
 
 threadpoolctl = pytest.importorskip("threadpoolctl")  # in the test extra; CI installs it
 
