@@ -15,8 +15,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab import functional as F
-from cnnlab import runtime
-from cnnlab.ops import conv as conv_module
+from cnnlab import kernels, runtime
 from cnnlab.ops import parallel
 
 threadpoolctl = pytest.importorskip("threadpoolctl")  # in the test extra; CI installs it
@@ -73,16 +72,15 @@ def test_the_runtime_holds_blas_to_one_thread_and_gives_the_users_back():
         assert _blas_threads() == [2]
 
 
-def test_outside_a_runtime_nothing_is_threaded_or_limited(monkeypatch):
+def test_outside_a_runtime_nothing_is_threaded_or_limited():
     """A bare conv2d (forward and backward, several chunks) leaves the user's BLAS threads as
     they were, and every chunk runs on the calling thread."""
     np.ones((8, 8)) @ np.ones((8, 8))
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)  # one image a chunk: 8 chunks
     cl.set_num_threads(2)
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(8, 9, 9, 4)), rng.normal(size=(3, 3, 4, 5))
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        xt = cl.tensor(x, requires_grad=True)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"), kernels.use(chunk_images=1):
+        xt = cl.tensor(x, requires_grad=True)  # 8 images, 8 chunks
         F.conv2d(xt, cl.tensor(w, requires_grad=True)).sum().backward()
         assert _blas_threads() == [2]
     assert parallel._state["pool"] is None  # no worker thread was started
@@ -187,12 +185,13 @@ def test_environment_variable_must_be_a_positive_int(monkeypatch, value):
 
 def test_chunks_are_even_and_a_multiple_of_the_threads():
     _held(2).start()
-    per_image = conv_module._CHUNK_BYTES // 3  # three images a chunk
-    chunks = conv_module._chunks(10, per_image)  # 4 chunks, rounded to a multiple of 2
+    size = 3 << 20
+    per_image = size // 3  # three images a chunk
+    chunks = parallel.batch_chunks(10, per_image, size)  # 4 chunks, rounded to a multiple of 2
     assert [c.stop - c.start for c in chunks] == [2, 3, 2, 3]
-    assert conv_module._chunks(1, per_image) == [slice(0, 1)]
-    assert conv_module._chunks(0, per_image) == []
-    assert len(conv_module._chunks(10, 16)) == 1  # too little work to wake a thread
+    assert parallel.batch_chunks(1, per_image, size) == [slice(0, 1)]
+    assert parallel.batch_chunks(0, per_image, size) == []
+    assert len(parallel.batch_chunks(10, 16, size)) == 1  # too little work to wake a thread
 
 
 def test_results_come_in_share_order_when_shares_finish_out_of_order():
@@ -209,11 +208,10 @@ def test_results_come_in_share_order_when_shares_finish_out_of_order():
     assert parallel.map_chunks(work, _chunks(6)) == [0, 1, 2]
 
 
-def test_two_user_threads_convolving_at_once_get_the_loops_results(monkeypatch):
+def test_two_user_threads_convolving_at_once_get_the_loops_results():
     """One takes the threaded region, the other runs serially meanwhile: both are right."""
     from cnnlab.reference.conv import conv_backward, conv_forward
 
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 4096)
     _held(2).start()
     rng = np.random.default_rng(0)
     cases = [(rng.normal(size=(6, 9, 9, 12)), rng.normal(size=(3, 3, 12, 20))) for _ in range(2)]
@@ -223,8 +221,9 @@ def test_two_user_threads_convolving_at_once_get_the_loops_results(monkeypatch):
         x, w = cases[i]
         for _ in range(5):
             xt, wt = cl.tensor(x, requires_grad=True), cl.tensor(w, requires_grad=True)
-            y = F.conv2d(xt, wt, padding=1)
-            y.backward(np.ones(y.shape))
+            with kernels.use(chunk_images=1):  # 6 chunks (per thread: a context each)
+                y = F.conv2d(xt, wt, padding=1)
+                y.backward(np.ones(y.shape))
         results[i] = (y.numpy(), xt.grad, wt.grad)
 
     users = [threading.Thread(target=run, args=(i,)) for i in range(2)]
