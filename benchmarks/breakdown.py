@@ -59,8 +59,25 @@ def _timed(method, key: str, totals: dict):
     return wrapper
 
 
+def _timed_kernel(method, key: str, totals: dict):
+    def wrapper(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - t0
+
+    return wrapper
+
+
 def _instrument(totals: dict) -> None:
-    """Time forward and backward of every Function subclass (once, for the whole process)."""
+    """Time forward and backward of every Function subclass (once, for the whole process),
+    and of every convolution kernel (rows "  kernel NAME ...", a part of Conv2d's rows)."""
+    for cls in cl.kernels.KERNELS.values():
+        for name in ("forward", "backward"):
+            if name in vars(cls):
+                key = f"  kernel {cls.name} {name}"
+                setattr(cls, name, _timed_kernel(vars(cls)[name], key, totals))
     seen, todo = set(), list(Function.__subclasses__())
     while todo:
         cls = todo.pop()
@@ -180,13 +197,12 @@ def halves(name: str, rng, rounds: int = 7) -> None:
     def median_ms(fn):  # run.py's timing: median of rounds, each the best of 5 after a pause
         return run._median_rounds({"f": fn}, rounds, repeat=5)["f"] * 1e3
 
-    threads = cl.get_num_threads()
+    threads = cl.runtime.active().threads
     threaded = median_ms(step)
     two_halves = median_ms(step_halves)
-    cl.set_num_threads(1)
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
+    with threadpool_limits(1), cl.runtime.configure(threads=1):
         one = median_ms(step)
     print(f"\n{name} step: 1 thread {one:.2f} ms; {threads} threads (batch chunks) "
           f"{threaded:.2f} ms; two halves on two threads {two_halves:.2f} ms")
@@ -203,9 +219,8 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    cl.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    with threadpool_limits(args.threads):
+    with threadpool_limits(args.threads), cl.runtime.configure(threads=args.threads):
         if args.halves:
             halves(args.model, rng)
             return
