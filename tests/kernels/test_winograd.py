@@ -78,3 +78,19 @@ def test_keeps_the_input_only_for_the_weight_gradient():
         assert y._ctx.kernel.name == "winograd" and y._ctx.kernel.x is None
         y = F.conv2d(cl.tensor(x), cl.tensor(w, requires_grad=True), padding=1)
         assert y._ctx.kernel.x is not None
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_kept_or_recomputed_v_gives_the_loops_gradients(monkeypatch, keep):
+    """dW from the V kept in forward (KEEP_V) or transformed again, chunks of two images."""
+    from cnnlab.kernels import winograd
+
+    monkeypatch.setattr(winograd, "KEEP_V", keep)
+    rng = np.random.default_rng(5)
+    x, w, b = rng.normal(size=(5, 7, 9, 4)), rng.normal(size=(3, 3, 4, 6)), rng.normal(size=6)
+    z, cache = conv_forward(x, w, b, 1, 1)
+    gy = rng.normal(size=z.shape)
+    taken, *got = run("winograd", x, w, b, gy, 2, padding=1)
+    assert taken == "winograd"
+    for g, want, what in zip(got, (z, *conv_backward(gy, cache)), ("Z", "dA", "dW", "db")):
+        assert_rel(g, want, 1e-10, what)

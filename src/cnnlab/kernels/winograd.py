@@ -56,19 +56,26 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)  # A^T (4, 6)
 M_OUT, A_IN = 4, 6  # output tile m, input tile m + 3 - 1
+# Keep V (2.25x the layer's input) from forward for dW instead of transforming the input again
+# in backward? Kept, ResNet-20's training step ran ~15% faster but its peak memory grew by
+# ~80 MB, past PyTorch's (docs/PERFORMANCE.md): off, so that training stays within PyTorch's
+# memory. Set True to trade the memory for the speed.
+KEEP_V = False
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
     """U[(a, b)] = (G g G^T)[a, b] for every (C_in, C_out) pair, in float64: (36, C_in, C_out)
     in w's dtype."""
-    u = np.einsum("au,bv,uvco->abco", G, G, w.astype(np.float64))  # (6, 6, C_in, C_out)
-    return np.ascontiguousarray(u.reshape(A_IN * A_IN, *w.shape[2:]), dtype=w.dtype)
+    t = G @ w.astype(np.float64).reshape(3, -1)  # G along u: (6a, (v, C_in, C_out))
+    u = np.matmul(G, t.reshape(A_IN, 3, -1))  # G along v, per a: (6a, 6b, C_in*C_out)
+    return u.reshape(A_IN * A_IN, *w.shape[2:]).astype(w.dtype)
 
 
 def filter_grad(du: np.ndarray, dtype) -> np.ndarray:
     """dW = G^T dU G from dU (36, C_in, C_out), in float64: (3, 3, C_in, C_out) in ``dtype``."""
-    du = du.reshape(A_IN, A_IN, *du.shape[1:]).astype(np.float64)
-    return np.einsum("au,bv,abco->uvco", G, G, du).astype(dtype)
+    t = G.T @ du.astype(np.float64).reshape(A_IN, -1)  # G^T along a: (3u, (b, C_in, C_out))
+    dw = np.matmul(G.T, t.reshape(3, A_IN, -1))  # G^T along b, per u: (3u, 3v, C_in*C_out)
+    return dw.reshape(3, 3, *du.shape[1:]).astype(dtype)
 
 
 def _take(buf: np.ndarray, shape: tuple) -> np.ndarray:
@@ -80,7 +87,8 @@ class Winograd(Kernel):
     """F(4x4, 3x3): Z = A^T [U (.) V] A per 4x4 output tile (module docstring)."""
 
     name = "winograd"
-    keeps = "A_prev (for dW: V is transformed again, chunk by chunk), W and U = G W G^T"
+    keeps = ("A_prev (for dW: V transformed again; with KEEP_V, V = B^T d B of every tile, "
+             "2.25x A_prev, instead), W and U = G W G^T")
 
     @classmethod
     def eligible(cls, geom):
@@ -103,12 +111,16 @@ class Winograd(Kernel):
         x = _pixel_rows(x)
         self.w, self.x = w, x if need_w else None
         self.u = u = filter_transform(w)  # (36, C_in, C_out)
+        self.kept = {} if need_w and KEEP_V else None  # V of each chunk, for dW
         z = np.empty(self.geom.out_shape, dtype=x.dtype)  # (N, OH, OW, C_out)
 
         def share(parts):  # each chunk writes its own images of z
             s = self._scratch(most(parts))
             for chunk in parts:
-                v = self._input_transform(x[chunk], s)  # (36, P, C_in)
+                keep = None if self.kept is None else self._v_array(chunk)
+                v = self._input_transform(x[chunk], s, out=keep)  # (36, P, C_in)
+                if keep is not None:
+                    self.kept[chunk.start, chunk.stop] = v
                 m = _take(s["m"], (A_IN * A_IN, v.shape[1], u.shape[2]))
                 np.matmul(v, u, out=m)  # (36, P, C_in) @ (36, C_in, C_out)
                 self._output_transform(m, z[chunk], s)
@@ -117,9 +129,14 @@ class Winograd(Kernel):
         add_bias(z, b)
         return z
 
-    def _input_transform(self, xc, s):
+    def _v_array(self, chunk) -> np.ndarray:
+        """A new array for the V of ``chunk``'s images, to keep for dW: (6, 6, P*C_in)."""
+        p = (chunk.stop - chunk.start) * self.th * self.tw
+        return np.empty((A_IN, A_IN, p * self.geom.x_shape[3]), self.dtype)
+
+    def _input_transform(self, xc, s, out=None):
         """V = B^T d B for every 6x6 tile d of the chunk's padded images: (36, P, C_in), rows
-        P = (n, ti, tj), positions (a, b) as a*6 + b."""
+        P = (n, ti, tj), positions (a, b) as a*6 + b; into ``out`` (6, 6, P*C_in) if given."""
         k, h, wd, c = xc.shape
         (pt, _), (pl, _) = self.geom.pads
         th, tw, p = self.th, self.tw, k * self.th * self.tw
@@ -133,7 +150,7 @@ class Winograd(Kernel):
         np.copyto(pixels(d), pixels(tiles))
         t1 = _take(s["t1"], (A_IN, A_IN * p * c))
         np.matmul(self.bt, d.reshape(A_IN, -1), out=t1)  # B^T along i: (6a, (j, P, C))
-        v = _take(s["v"], (A_IN, A_IN, p * c))
+        v = _take(s["v"], (A_IN, A_IN, p * c)) if out is None else out
         np.matmul(self.bt, t1.reshape(A_IN, A_IN, -1), out=v)  # B^T along j, per a
         return v.reshape(A_IN * A_IN, p, c)
 
@@ -170,7 +187,9 @@ class Winograd(Kernel):
             for chunk in parts:
                 zg = self._grad_transform(gy[chunk], s)  # (36, P, C_out)
                 if need_w:
-                    v = self._input_transform(self.x[chunk], s)  # (36, P, C_in)
+                    v = (self.kept or {}).get((chunk.start, chunk.stop))
+                    if v is None:  # not kept, or other chunks: transformed again
+                        v = self._input_transform(self.x[chunk], s)  # (36, P, C_in)
                     du += np.matmul(v.transpose(0, 2, 1), zg)  # (36, C_in, P) @ (36, P, C_out)
                 if need_x:
                     dv = _take(s["m"], (A_IN * A_IN, zg.shape[1], c_in))
@@ -179,6 +198,7 @@ class Winograd(Kernel):
             return du
 
         parts = map_chunks(share, self.batch_chunks(gy.shape[0]))
+        self.kept = None
         gw = filter_grad(sum_parts(parts), gy.dtype) if need_w else None
         gb = bias_grad(gy) if need_b else None
         return gx, gw, gb
