@@ -80,7 +80,7 @@ def main() -> None:
     for e in range(args.epochs):
         for name, h in runs.items():
             print(f"| {e + 1} | {name} | {h['loss'][e]:.4f} | {h['val_loss'][e]:.4f} | "
-                  f"{h['val_accuracy'][e]:.4f} | {h['seconds'] if e == 0 else '':} |")
+                  f"{h['val_accuracy'][e]:.4f} | {f'{h['seconds']:.0f}' if e == 0 else ''} |")
     same = True
     for key in ("loss", "val_loss"):
         for e in range(args.epochs):
