@@ -60,6 +60,10 @@ def train(data, val, seed: int, epochs: int, winograd: bool) -> dict:
     return out
 
 
+def seconds(history: dict) -> str:
+    return f"{history['seconds']:.0f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +84,7 @@ def main() -> None:
     for e in range(args.epochs):
         for name, h in runs.items():
             print(f"| {e + 1} | {name} | {h['loss'][e]:.4f} | {h['val_loss'][e]:.4f} | "
-                  f"{h['val_accuracy'][e]:.4f} | {f'{h['seconds']:.0f}' if e == 0 else ''} |")
+                  f"{h['val_accuracy'][e]:.4f} | {seconds(h) if e == 0 else ''} |")
     same = True
     for key in ("loss", "val_loss"):
         for e in range(args.epochs):
