@@ -233,9 +233,14 @@ class Winograd(Kernel):
         np.matmul(self.b_, dv.reshape(A_IN, -1), out=d1)  # B along a
         dd = _take(s["v"], (A_IN, A_IN, p * c))
         np.matmul(self.b_, d1.reshape(A_IN, A_IN, -1), out=dd)  # B along b, per i
-        dd = dd.reshape(A_IN, A_IN, k, th, tw, c).transpose(2, 3, 0, 4, 1, 5)  # (n,ti,i,tj,j,c)
+        # the tiles in image order, (k, th, i, tw, j, C_in): one copy of whole pixels, after
+        # which the overlapping adds below read runs of 4 pixels, not of one
+        st = _take(s["d"], (k, th, A_IN, tw, A_IN, c))
+        src = pixels(dd.reshape(A_IN, A_IN, k, th, tw, c)).transpose(2, 3, 0, 4, 1)
+        np.copyto(pixels(st), src)
+        dd = st
         gp = _take(s["gp"], (k, th + 1, M_OUT, tw + 1, M_OUT, c))  # padded dA, 4 extra rows
-        np.copyto(pixels(gp[:, :th, :, :tw]), pixels(dd[:, :, :M_OUT, :, :M_OUT]))
+        gp[:, :th, :, :tw] = dd[:, :, :M_OUT, :, :M_OUT]
         gp[:, th] = 0
         gp[:, :th, :, tw] = 0
         gp[:, 1:, :2, :tw] += dd[:, :, M_OUT:, :, :M_OUT]  # rows 4, 5 of tile ti: ti + 1's 0, 1
@@ -247,9 +252,9 @@ class Winograd(Kernel):
     # ------------------------------------------------------------------ buffers
     def batch_chunks(self, n: int) -> list:
         """Slices of the batch whose tile array (36 values per tile and channel) is about
-        CHUNK_BYTES / 2 (>= one image): measured fastest (docs/PERFORMANCE.md)."""
+        CHUNK_BYTES / 4 (>= one image), ~0.5 MB: measured fastest (docs/PERFORMANCE.md)."""
         c = max(self.geom.x_shape[3], self.geom.w_shape[3])
-        return chunks(n, 2 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize)
+        return chunks(n, 4 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize)
 
     def _scratch(self, k: int) -> dict:
         """One share's buffers for chunks of up to k images (flat, taken as needed)."""
