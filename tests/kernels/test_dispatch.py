@@ -20,7 +20,10 @@ from tests.kernels.test_kernels import assert_rel, geometry
 @pytest.mark.parametrize(
     "x_shape,w_shape,options,dtype,want",
     [
-        ((64, 32, 32, 16), (3, 3, 16, 16), {"padding": 1}, np.float32, "winograd"),
+        ((64, 32, 32, 16), (3, 3, 16, 16), {"padding": 1}, np.float32, "winograd_rows"),
+        ((64, 16, 16, 32), (3, 3, 32, 32), {"padding": 1}, np.float32, "winograd"),
+        ((64, 32, 32, 16), (3, 3, 16, 32), {"padding": 1}, np.float32, "winograd_rows"),
+        ((64, 32, 32, 4), (3, 3, 4, 16), {"padding": 1}, np.float32, "banded"),  # < 8 in
         ((64, 8, 8, 64), (3, 3, 64, 64), {"padding": 1}, np.float32, "winograd"),
         ((64, 8, 8, 64), (3, 3, 64, 64), {"padding": 1}, np.float64, "window"),  # float64
         ((64, 32, 32, 3), (3, 3, 3, 16), {"padding": 1}, np.float32, "banded"),  # few channels
@@ -52,7 +55,8 @@ def test_use_forces_where_eligible_and_falls_back_to_the_window_matrix():
 @pytest.mark.parametrize(
     "args,kwargs,match",
     [
-        (("fft",), {}, r"kernels.use: unknown kernel 'fft'; expected one of banded, prepared, "),
+        (("fft",), {}, r"kernels.use: unknown kernel 'fft'; expected one of banded, prepared, "
+                       r"window, winograd, winograd_rows"),
         (("window",), {"chunk_images": 0}, r"chunk_images must be an int >= 1 or None; received 0"),
         ((), {"chunk_images": 1.5}, r"chunk_images must be an int >= 1 or None; received 1.5"),
     ],

@@ -21,12 +21,12 @@ from cnnlab.kernels.banded import band_width
 from cnnlab.ops.geometry import pair, resolve_padding
 from cnnlab.reference.conv import conv_backward, conv_forward
 
-TRAINING = ["window", "banded", "winograd"]
+TRAINING = ["window", "banded", "winograd", "winograd_rows"]
 # float64 tolerance against the loops, relative to max |want|: the window matrix and banded
 # rows sum the same products in another order; Winograd's transforms add ~10x rounding (1e-14)
-REL64 = {"window": 1e-10, "banded": 1e-10, "winograd": 1e-10}
+REL64 = {"window": 1e-10, "banded": 1e-10, "winograd": 1e-10, "winograd_rows": 1e-10}
 # float32 against PyTorch: F(4x4, 3x3) rounds up to ~1e-5 of max |Z| (kernels/winograd.py)
-REL32 = {"window": 2e-5, "banded": 2e-5, "winograd": 1e-4}
+REL32 = {"window": 2e-5, "banded": 2e-5, "winograd": 1e-4, "winograd_rows": 1e-4}
 
 
 def assert_rel(got, want, rel, what=""):
@@ -79,14 +79,14 @@ def _grid_id(case):
 
 
 CASES = [(name, case) for name, case in itertools.product(TRAINING, GRID)
-         if getattr(kernels, name.capitalize()).eligible(
+         if kernels.KERNELS[name].eligible(
              geometry((5, 9, 10, case[4]), (*case[6], case[4] // case[3], case[5]), case[0],
                       case[1], case[2], case[3]))]
 
 
 def test_every_kernel_meets_several_geometries():
     taken = {name: sum(n == name for n, _ in CASES) for name in TRAINING}
-    assert taken == {"window": len(GRID), "banded": 7, "winograd": 4}
+    assert taken == {"window": len(GRID), "banded": 7, "winograd": 4, "winograd_rows": 4}
 
 
 @pytest.mark.parametrize("threads", [1, 3], indirect=True)
@@ -172,11 +172,11 @@ def test_banded_block_classes_match_the_loops(threads, width, padding, dilation,
 def test_kernel_matches_pytorch_float32(torch, data):
     """float32, geometries drawn for each kernel from what it accepts, against PyTorch."""
     name = data.draw(st.sampled_from(TRAINING), "kernel")
-    kh, kw = (3, 3) if name == "winograd" else data.draw(
+    kh, kw = (3, 3) if name.startswith("winograd") else data.draw(
         st.tuples(st.integers(1, 5), st.integers(3 if name == "banded" else 1, 5)), "kernel size")
     strided = name == "window" and data.draw(st.booleans(), "strided")
     stride = data.draw(st.integers(1, 3), "stride") if strided else 1
-    dilation = data.draw(st.integers(1, 2), "dilation") if name != "winograd" else 1
+    dilation = 1 if name.startswith("winograd") else data.draw(st.integers(1, 2), "dilation")
     c_in = data.draw(st.integers(1, 8 if name == "banded" else 12), "C_in")
     c_out = data.draw(st.integers(1, 16), "C_out")
     pad = data.draw(st.integers(0, 2), "padding")

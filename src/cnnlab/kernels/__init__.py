@@ -9,6 +9,7 @@ and ``keeps``, what it keeps for backward):
 window        the window matrix (im2col), every geometry; the fallback of all others
 banded        banded rows, few channels (kernels/banded.py)
 winograd      Winograd F(4x4, 3x3), 3x3 stride 1 (kernels/winograd.py)
+winograd_rows Winograd along rows F(4, 3), 3x3 stride 1, few channels (kernels/winograd_rows.py)
 prepared      inference on fixed weights, a batch in one chunk (the Predictor's batch 1)
 ============  ==============================================================================
 
@@ -23,6 +24,7 @@ from cnnlab.kernels.dispatch import KERNELS, forced, prepare, select, use
 from cnnlab.kernels.prepared import Prepared
 from cnnlab.kernels.window import Window
 from cnnlab.kernels.winograd import Winograd
+from cnnlab.kernels.winograd_rows import WinogradRows
 
 __all__ = ["Banded", "Geometry", "KERNELS", "Kernel", "Prepared", "Window", "Winograd",
-           "forced", "prepare", "select", "use"]
+           "WinogradRows", "forced", "prepare", "select", "use"]

@@ -6,8 +6,10 @@ and every machine for a given thread count; it costs nothing on the first call; 
 shared, noisy machines cnnlab is measured on, a first-call timing would pick by the neighbours'
 load. The rule's thresholds come from the measurements in docs/PERFORMANCE.md:
 
-1. Winograd F(4x4, 3x3) for 3x3, stride 1, no dilation, one group, float32, C_in >= 8 and
-   C_out >= 8 (4x fewer multiplications; float64 keeps the textbook's rounding);
+1. 3x3, stride 1, no dilation, one group, float32, C_in and C_out >= 8 (float64 keeps the
+   textbook's rounding): Winograd along rows F(4, 3) below 32 channels (its transforms are a
+   third of the 2-D form's, which decides few-channel layers), the 2-D F(4x4, 3x3) from 32 on
+   (4x fewer multiplications, which decides many-channel layers);
 2. banded rows for few channels (C_in <= 8, C_out <= 16, stride 1, one group, KW >= 3);
 3. the window matrix for everything else.
 
@@ -26,13 +28,14 @@ from cnnlab.kernels.base import SETTINGS, Geometry, settings
 from cnnlab.kernels.prepared import Prepared
 from cnnlab.kernels.window import Window
 from cnnlab.kernels.winograd import Winograd
+from cnnlab.kernels.winograd_rows import WinogradRows
 from cnnlab.ops.activation import relu_array
 
 __all__ = ["KERNELS", "forced", "prepare", "select", "use"]
 
-KERNELS = {k.name: k for k in (Window, Banded, Winograd, Prepared)}
+KERNELS = {k.name: k for k in (Window, Banded, Winograd, WinogradRows, Prepared)}
 _TRAINING = ("winograd", "banded", "window")  # in the rule's order of preference
-WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_MIN_CHANNELS, WINOGRAD_2D_MIN_CHANNELS = 8, 32
 
 
 def _by_rule(geom: Geometry):
@@ -40,7 +43,7 @@ def _by_rule(geom: Geometry):
     c_in, c_out = geom.w_shape[2], geom.w_shape[3]
     if (Winograd.eligible(geom) and np.dtype(geom.dtype) == np.float32
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS):
-        return Winograd
+        return Winograd if min(c_in, c_out) >= WINOGRAD_2D_MIN_CHANNELS else WinogradRows
     if Banded.eligible(geom):
         return Banded
     return Window
