@@ -195,11 +195,11 @@ def test_kernel_matches_pytorch_float32(torch, data):
                                stride=stride, padding=pad, dilation=dilation)
     assert taken == name
 
-    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
-    tw = torch.tensor(w.transpose(3, 2, 0, 1), requires_grad=True)
+    tx = torch.tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), requires_grad=True)
+    tw = torch.tensor(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), requires_grad=True)
     tb = torch.tensor(b, requires_grad=True)
     tz = torch.nn.functional.conv2d(tx, tw, tb, stride, pad, dilation)
-    tz.backward(torch.tensor(gy.transpose(0, 3, 1, 2)))
+    tz.backward(torch.tensor(np.ascontiguousarray(gy.transpose(0, 3, 1, 2))))
     want = [tz.detach().numpy().transpose(0, 2, 3, 1), tx.grad.numpy().transpose(0, 2, 3, 1),
             tw.grad.numpy().transpose(2, 3, 1, 0), tb.grad.numpy()]
     for got, ref, what in zip((y, gx, gw, gb), want, ("Z", "dA", "dW", "db")):
