@@ -1,6 +1,7 @@
-"""Winograd F(4x4, 3x3) beyond the common kernel tests: its float32 error against the exact
-(float64 loops) result, the filter transform in float64, the weight-gradient transform as the
-exact adjoint of the filter transform, the smallest and odd sizes, and what it keeps."""
+"""Winograd F(4x4, 3x3) and F(4, 3) along rows beyond the common kernel tests: their float32
+error against the exact (float64 loops) result, the filter transform in float64, the
+weight-gradient transform as the exact adjoint of the filter transform, the smallest and odd
+sizes, and what the 2-D kernel keeps."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from cnnlab.reference.conv import conv_backward, conv_forward
 from tests.kernels.test_kernels import assert_rel, run
 
 
+@pytest.mark.parametrize("name", ["winograd", "winograd_rows"])
 @pytest.mark.parametrize("c_in,c_out,hw", [(16, 16, 32), (32, 32, 16), (64, 64, 8), (8, 24, 11)])
-def test_float32_error_against_the_exact_result(c_in, c_out, hw):
+def test_float32_error_against_the_exact_result(name, c_in, c_out, hw):
     """ResNet-20's 3x3 layers in float32: Z and the three gradients within 1e-4 of max|exact|
     (the tolerance kernels/winograd.py states), and within 30x the window matrix's own float32
     error (the rounding of the transforms, not a wrong formula)."""
@@ -28,7 +30,7 @@ def test_float32_error_against_the_exact_result(c_in, c_out, hw):
     gy = rng.normal(size=z.shape)
     exact = (z, *conv_backward(gy, cache))
     f32 = [a.astype(np.float32) for a in (x, w, b, gy)]
-    _, *wino = run("winograd", *f32, padding=1)
+    _, *wino = run(name, *f32, padding=1)
     _, *window = run("window", *f32, padding=1)
     for got, ref, want, what in zip(wino, window, exact, ("Z", "dA", "dW", "db")):
         scale = np.abs(want).max()
@@ -56,16 +58,17 @@ def test_weight_gradient_transform_is_the_adjoint():
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 
+@pytest.mark.parametrize("name", ["winograd", "winograd_rows"])
 @pytest.mark.parametrize("hw,padding", [((3, 3), 0), ((1, 1), 1), ((4, 7), 0), ((2, 13), 2),
                                         ((6, 6), (0, 1))])
-def test_smallest_and_odd_sizes(hw, padding):
+def test_smallest_and_odd_sizes(name, hw, padding):
     """Outputs of 1x1, 2x5, ... : one partial tile, its extra outputs dropped."""
     rng = np.random.default_rng(hw[1])
     x, w, b = rng.normal(size=(2, *hw, 3)), rng.normal(size=(3, 3, 3, 4)), rng.normal(size=4)
     z, cache = conv_forward(x, w, b, 1, padding)
     gy = rng.normal(size=z.shape)
-    taken, *got = run("winograd", x, w, b, gy, padding=padding)
-    assert taken == "winograd"
+    taken, *got = run(name, x, w, b, gy, padding=padding)
+    assert taken == name
     for g, want, what in zip(got, (z, *conv_backward(gy, cache)), ("Z", "dA", "dW", "db")):
         assert_rel(g, want, 1e-10, what)
 
