@@ -21,8 +21,10 @@ where channels are few (docs/PERFORMANCE.md). The gradients are the adjoints:
     dZg = A dZ_segment;   dU[u, b] = V[b, shifted by u]^T dZg[b];   dW[u] = G^T dU[u]
     dV[b, shifted by u] += dZg[b] U[u, b]^T;   dA_prev = B dV, added back over the segments
 
-Accuracy, non-finite inputs, odd sizes, chunks: as kernels/winograd.py (float32 error about
-3e-6 of max|Z|: the F(4, 3) transform grows rounding less than the 2-D one).
+Accuracy, non-finite inputs, odd sizes, chunks: as kernels/winograd.py. In float32, ResNet-20's
+3x3 layers measured errors of Z and dA_prev within 1e-6 of the largest exact value (the window
+matrix: ~5e-7) and of dW within 3e-6; the 2-D form: 2-6e-6 (tests/kernels/test_winograd.py
+bounds both by 1e-4 and by 30x the window matrix's error).
 """
 
 from __future__ import annotations
