@@ -84,7 +84,8 @@ def use(*names: str, chunk_images: int | None = None):
     comparisons: ``with cnnlab.kernels.use("winograd"): ...``.
 
     Args:
-        names: kernels in order of preference ('window', 'banded', 'winograd', 'prepared');
+        names: kernels in order of preference ('window', 'banded', 'winograd',
+            'winograd_rows', 'prepared');
             each call takes the first one eligible for its geometry, else the window matrix.
             None given: the default rule.
         chunk_images: walk every batch in chunks of this many images (None: by bytes).
