@@ -23,8 +23,9 @@ Accuracy: the filter transform (1/6, 1/12, 1/24) and dW = G^T dU G are computed 
 input and output transforms have small integer entries. In float32 the largest errors of Z
 and of the gradients against the exact result measured 2-6e-6 of the largest exact value on
 ResNet-20's layers (the window matrix: ~5e-7), the float32 rounding grown by the transforms;
-in float64 about 1e-14. tests/kernels bounds them by 1e-4 (float32) and 1e-10 (float64). A transform mixes every value of a tile, so an
-inf or NaN in A_prev (or dZ) would spread over its tile: such inputs take the window matrix.
+in float64 about 1e-14. tests/kernels bounds them by 1e-4 (float32) and 1e-10 (float64).
+A transform mixes every value of a tile, so an inf or NaN in A_prev (or dZ) would spread
+over its tile: such inputs take the window matrix.
 Odd sizes: the tiles cover ceil(OH/4) x ceil(OW/4), the padded buffer is zero beyond the input
 and the extra outputs are dropped. The batch is walked in chunks (a few images, so the tiles
 stay in cache), dealt to the runtime's threads.
