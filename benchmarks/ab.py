@@ -68,7 +68,6 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    cl.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     sides = {}
     for side in ("base", "tree"):  # the same starting weights on both sides
@@ -87,7 +86,7 @@ def main() -> None:
         opt.step()
 
     times = {"base": [], "tree": []}
-    with threadpool_limits(args.threads):
+    with threadpool_limits(args.threads), cl.runtime.configure(threads=args.threads):
         for side in sides:
             for _ in range(5):
                 step(side)

@@ -42,25 +42,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (the torch twins and the step functions)
 
 _depth = threading.local()  # .n: timed calls open on this thread (only the outermost counts)
+CLOCK = time.perf_counter  # --clock thread: time.thread_time (one thread, a shared machine)
 
 
 def _timed(method, key: str, totals: dict):
     def wrapper(self, *args):
         outer = getattr(_depth, "n", 0) == 0
         _depth.n = getattr(_depth, "n", 0) + 1
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         try:
             return method(self, *args)
         finally:
             _depth.n -= 1
             if outer:
-                totals[key] += time.perf_counter() - t0
+                totals[key] += CLOCK() - t0
+
+    return wrapper
+
+
+def _timed_kernel(method, key: str, totals: dict):
+    def wrapper(self, *args, **kwargs):
+        t0 = CLOCK()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            totals[key] += CLOCK() - t0
 
     return wrapper
 
 
 def _instrument(totals: dict) -> None:
-    """Time forward and backward of every Function subclass (once, for the whole process)."""
+    """Time forward and backward of every Function subclass (once, for the whole process),
+    and of every convolution kernel (rows "  kernel NAME ...", a part of Conv2d's rows)."""
+    for cls in cl.kernels.KERNELS.values():
+        for name in ("forward", "backward"):
+            if name in vars(cls):
+                key = f"  kernel {cls.name} {name}"
+                setattr(cls, name, _timed_kernel(vars(cls)[name], key, totals))
     seen, todo = set(), list(Function.__subclasses__())
     while todo:
         cls = todo.pop()
@@ -96,14 +114,14 @@ def cnnlab_breakdown(name: str, steps: int, rng) -> None:
     phases = collections.defaultdict(float)
 
     def step():
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         loss = F.cross_entropy(model(cl.Tensor(x)), y)
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         opt.zero_grad()
         loss.backward()
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         opt.step()
-        t3 = time.perf_counter()
+        t3 = CLOCK()
         phases["forward"] += t1 - t0
         phases["backward"] += t2 - t1
         phases["optimizer"] += t3 - t2
@@ -117,12 +135,13 @@ def cnnlab_breakdown(name: str, steps: int, rng) -> None:
     total = sum(phases.values())
     print(f"\ncnnlab {name}: {total / steps * 1e3:.2f} ms a step "
           + ", ".join(f"{k} {v / steps * 1e3:.2f}" for k, v in phases.items()))
-    print("| op | ms a step | share |\n|---|---|---|")
+    print("| op | ms a step | share |\n|---|---|---|")  # kernel rows: parts of Conv2d's
     for key, v in sorted(totals.items(), key=lambda kv: -kv[1]):
         if v / steps >= 5e-6:
             print(f"| {key} | {v / steps * 1e3:.3f} | {v / total:.0%} |")
+    in_ops = sum(v for k, v in totals.items() if not k.startswith("  kernel"))
     print(f"| (outside the ops: engine, modules, optimizer) | "
-          f"{(total - sum(totals.values())) / steps * 1e3:.3f} | |")
+          f"{(total - in_ops) / steps * 1e3:.3f} | |")
 
 
 def torch_breakdown(torch, name: str, steps: int, rng) -> None:
@@ -131,10 +150,10 @@ def torch_breakdown(torch, name: str, steps: int, rng) -> None:
     _, step = run._train_step_fns(name, torch, 128 if name == "lenet5" else 64, rng)
     for _ in range(5):
         step()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for _ in range(steps):
         step()
-    wall = (time.perf_counter() - t0) / steps
+    wall = (CLOCK() - t0) / steps
     with profile() as prof:
         for _ in range(steps):
             step()
@@ -180,13 +199,12 @@ def halves(name: str, rng, rounds: int = 7) -> None:
     def median_ms(fn):  # run.py's timing: median of rounds, each the best of 5 after a pause
         return run._median_rounds({"f": fn}, rounds, repeat=5)["f"] * 1e3
 
-    threads = cl.get_num_threads()
+    threads = cl.runtime.active().threads
     threaded = median_ms(step)
     two_halves = median_ms(step_halves)
-    cl.set_num_threads(1)
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
+    with threadpool_limits(1), cl.runtime.configure(threads=1):
         one = median_ms(step)
     print(f"\n{name} step: 1 thread {one:.2f} ms; {threads} threads (batch chunks) "
           f"{threaded:.2f} ms; two halves on two threads {two_halves:.2f} ms")
@@ -198,14 +216,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--halves", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="thread: the calling thread's CPU time (with --threads 1)")
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "thread":
+        if args.threads != 1:
+            ap.error("--clock thread measures one thread only: use --threads 1")
+        CLOCK = time.thread_time
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    cl.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    with threadpool_limits(args.threads):
+    with threadpool_limits(args.threads), cl.runtime.configure(threads=args.threads):
         if args.halves:
             halves(args.model, rng)
             return

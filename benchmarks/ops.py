@@ -44,17 +44,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cnnlab-threads", type=int, default=None,
-                    help="cnnlab's batch-chunk threads (cl.set_num_threads); default --threads")
+                    help="cnnlab's batch-chunk threads (its runtime); default --threads")
     ap.add_argument("--settle", type=float, default=0.3)
     args = ap.parse_args()
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    cl.set_num_threads(args.cnnlab_threads or args.threads)  # batch-chunk threads
     rng = np.random.default_rng(0)
     rows = []
-    with threadpool_limits(args.threads):
+    with threadpool_limits(args.threads), cl.runtime.configure(
+            threads=args.cnnlab_threads or args.threads):  # batch-chunk threads
         for name, xs, ws, stride, padding in SHAPES:
             x = rng.normal(size=xs).astype(np.float32)
             w = (rng.normal(size=ws) * 0.1).astype(np.float32)

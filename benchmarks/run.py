@@ -1,8 +1,9 @@
 """cnnlab vs PyTorch CPU (eager), side by side in one process. Not a test.
 
-    python benchmarks/run.py [--rounds 5] [--threads 2] [--settle 0.3]
-                             [--only lenet,resnet,infer,conv,ref,mem]
+    python benchmarks/run.py [--rounds 5] [--threads 1,2] [--settle 0.3]
+                             [--only lenet,resnet,compile,infer,conv,ref,mem]
 
+Each thread count in --threads is measured in turn, in the same process.
 (a) LeNet-5 training, MNIST shapes, batch 128, Adam;
 (b) ResNet-20 training, 32x32x3, batch 64, SGD with momentum, batch norm;
 (c) inference: batch-1 latency and batch-256 throughput, LeNet-5 and ResNet-20: the model
@@ -12,9 +13,9 @@
     bottleneck 64->16;
 (e) the nested-loop reference convolution on one small layer, the course's starting point.
 
-Same thread count on both sides (torch.set_num_threads; cl.set_num_threads and threadpoolctl for
-NumPy's BLAS), the
-same data and architecture; rounds alternate cnnlab / torch, with a pause before each side's
+Same thread count on both sides (torch.set_num_threads; cnnlab's runtime,
+cl.runtime.configure(threads=...), and threadpoolctl for NumPy's BLAS), the same data and
+architecture; rounds alternate cnnlab / torch, with a pause before each side's
 calls (--settle, so that neither side's idle-spinning worker threads slow the other), and the
 table shows the median.
 "ratio" is cnnlab throughput / torch throughput (higher is better; > 1 means cnnlab is faster);
@@ -92,6 +93,7 @@ def torch_resnet20(torch, num_classes=10):
 
 # ------------------------------------------------------------------ timing helpers
 SETTLE_S = 0.3  # set by --settle
+CLOCK = time.perf_counter  # --clock thread: time.thread_time, the calling thread's CPU time
 
 
 def _median_rounds(fns: dict, rounds: int, repeat: int) -> dict:
@@ -110,9 +112,9 @@ def _median_rounds(fns: dict, rounds: int, repeat: int) -> dict:
             time.sleep(SETTLE_S)
             best = float("inf")
             for _ in range(repeat):
-                t0 = time.perf_counter()
+                t0 = CLOCK()
                 f()
-                best = min(best, time.perf_counter() - t0)
+                best = min(best, CLOCK() - t0)
             times[k].append(best)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -152,12 +154,63 @@ def _train_step_fns(name: str, torch, batch: int, rng):
     return step_ours, step_theirs
 
 
-def bench_training(torch, rounds, rows, rng):
-    for name, batch in (("lenet5", 128), ("resnet20", 64)):
+def bench_training(torch, rounds, rows, rng, names=("lenet5", "resnet20")):
+    """A training step on both sides; also cnnlab without Winograd (kernels.use: banded rows
+    and the window matrix only) in the same rounds."""
+    for name in names:
+        batch = 128 if name == "lenet5" else 64
         ours, theirs = _train_step_fns(name, torch, batch, rng)
-        t = _median_rounds({"cnnlab": ours, "torch": theirs}, rounds, repeat=3)
+
+        def ours_textbook(ours=ours):
+            with cl.kernels.use("banded", "window"):
+                ours()
+
+        fns = {"cnnlab": ours, "torch": theirs}
+        if name == "resnet20":
+            fns["no winograd"] = ours_textbook
+        t = _median_rounds(fns, rounds, repeat=3)
         rows.append((f"{name} training, batch {batch} (img/s)", batch / t["cnnlab"],
                      batch / t["torch"], t["torch"] / t["cnnlab"]))
+        if "no winograd" in t:
+            rows.append((f"{name} training, Winograd off (img/s)", batch / t["no winograd"],
+                         batch / t["torch"], t["torch"] / t["no winograd"]))
+
+
+def bench_compiled(torch, rounds, rows, rng):
+    """The training step against torch.compile's (inductor), where it compiles here."""
+    for name in ("lenet5", "resnet20"):
+        batch = 128 if name == "lenet5" else 64
+        ours, theirs = _train_step_fns(name, torch, batch, rng)
+        compiled = _torch_compiled_step(torch, name, batch, rng)
+        if compiled is None:
+            rows.append((f"{name} training vs torch.compile: did not compile", 0, 0, 0))
+            continue
+        t = _median_rounds({"cnnlab": ours, "compiled": compiled}, rounds, repeat=3)
+        rows.append((f"{name} training vs torch.compile (img/s)", batch / t["cnnlab"],
+                     batch / t["compiled"], t["compiled"] / t["cnnlab"]))
+
+
+def _torch_compiled_step(torch, name, batch, rng):
+    """A torch training step with the model under torch.compile, or None if it fails."""
+    shape = (1, 28, 28) if name == "lenet5" else (3, 32, 32)
+    model = torch_lenet5(torch) if name == "lenet5" else torch_resnet20(torch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    xt = torch.tensor(rng.random((batch, *shape), dtype=np.float32))
+    yt = torch.tensor(rng.integers(0, 10, batch))
+    try:
+        fast = torch.compile(model)
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(fast(xt), yt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        step()  # compiles
+        return step
+    except Exception as e:  # no compiler, or inductor refusing: the row says so
+        print(f"torch.compile failed for {name}: {type(e).__name__}: {str(e)[:200]}")
+        return None
 
 
 def _torch_frozen(torch, model, xt):
@@ -219,6 +272,8 @@ CONV_SHAPES = [
     ("conv LeNet-5 c1 5x5 1->6 same, b128", (128, 28, 28, 1), (5, 5, 1, 6), 1, 2),
     ("conv LeNet-5 c2 5x5 6->16, b128", (128, 14, 14, 6), (5, 5, 6, 16), 1, 0),
     ("conv ResNet-20 3x3 16->16, b64", (64, 32, 32, 16), (3, 3, 16, 16), 1, 1),
+    ("conv ResNet-20 3x3 32->32 @16x16, b64", (64, 16, 16, 32), (3, 3, 32, 32), 1, 1),
+    ("conv ResNet-20 3x3 64->64 @8x8, b64", (64, 8, 8, 64), (3, 3, 64, 64), 1, 1),
     ("conv ResNet-20 3x3 32->64 s2, b64", (64, 16, 16, 32), (3, 3, 32, 64), 2, 1),
     ("conv 1x1 bottleneck 64->16, b64", (64, 16, 16, 64), (1, 1, 64, 16), 1, 0),
 ]
@@ -283,17 +338,17 @@ def _memory_child(side: str, name: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    cl.set_num_threads(threads)
     rng = np.random.default_rng(0)
     batch = 128 if name == "lenet5" else 64
     ours, theirs = _train_step_fns(name, torch, batch, rng)
     step = ours if side == "cnnlab" else theirs
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = _status_kb("VmRSS")
-    for _ in range(20):
-        step()
-    peak = _status_kb("VmHWM")
+    with cl.runtime.configure(threads=threads):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status_kb("VmRSS")
+        for _ in range(20):
+            step()
+        peak = _status_kb("VmHWM")
     print(json.dumps({"peak_growth_mb": (peak - base) / 1024}))
 
 
@@ -315,46 +370,57 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cnnlab-threads", type=int, default=None,
-                    help="cnnlab's batch-chunk threads (cl.set_num_threads); default --threads")
-    ap.add_argument("--only", default="lenet,resnet,infer,conv,ref,mem")
+    ap.add_argument("--threads", default="1,2",
+                    help="thread counts, each measured in turn (both sides the same count)")
+    ap.add_argument("--only", default="lenet,resnet,compile,infer,conv,ref,mem")
     ap.add_argument("--settle", type=float, default=0.3,
                     help="seconds of pause before each side's timed calls")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="thread: the calling thread's CPU time (time.thread_time), for one "
+                         "thread on a machine shared with other work (other processes' load "
+                         "then barely moves the figures); it does not count other threads")
     ap.add_argument("--memory-child", nargs=2, metavar=("SIDE", "MODEL"))
     args = ap.parse_args()
-    global SETTLE_S
+    global SETTLE_S, CLOCK
     SETTLE_S = args.settle
+    if args.clock == "thread":
+        CLOCK = time.thread_time
     from threadpoolctl import threadpool_limits
 
+    counts = [int(t) for t in str(args.threads).split(",")]
+    if args.clock == "thread" and counts != [1]:
+        ap.error("--clock thread measures one thread only: use --threads 1")
     if args.memory_child:
-        with threadpool_limits(args.threads):
-            _memory_child(*args.memory_child, args.threads)
+        with threadpool_limits(counts[0]):
+            _memory_child(*args.memory_child, counts[0])
         return
     import torch
 
-    torch.set_num_threads(args.threads)
-    cl.set_num_threads(args.cnnlab_threads or args.threads)  # batch-chunk threads
-    rng = np.random.default_rng(0)
-    rows = []
     only = set(args.only.split(","))
-    with threadpool_limits(args.threads):
-        if "lenet" in only or "resnet" in only:
-            bench_training(torch, args.rounds, rows, rng)
-        if "infer" in only:
-            bench_inference(torch, args.rounds, rows, rng)
-        if "conv" in only:
-            bench_conv(torch, args.rounds, rows, rng)
-        if "ref" in only:
-            bench_reference(torch, args.rounds, rows, rng)
-    if "mem" in only:
-        bench_memory(args.threads, rows)
-    print(f"machine: {platform.processor() or platform.machine()}, threads={args.threads}, "
-          f"rounds={args.rounds}, numpy {np.__version__}, torch {torch.__version__}")
-    print(f"| {'benchmark':52} | {'cnnlab':>10} | {'torch':>10} | {'ratio':>6} |")
-    print(f"|{'-' * 54}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
-    for name, a, b, r in rows:
-        print(f"| {name:52} | {a:10.2f} | {b:10.2f} | {r:6.2f} |")
+    for threads in counts:
+        torch.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        rows = []
+        with threadpool_limits(threads), cl.runtime.configure(threads=threads):
+            names = [n for n, key in (("lenet5", "lenet"), ("resnet20", "resnet")) if key in only]
+            bench_training(torch, args.rounds, rows, rng, names)
+            if "compile" in only:
+                bench_compiled(torch, args.rounds, rows, rng)
+            if "infer" in only:
+                bench_inference(torch, args.rounds, rows, rng)
+            if "conv" in only:
+                bench_conv(torch, args.rounds, rows, rng)
+            if "ref" in only:
+                bench_reference(torch, args.rounds, rows, rng)
+        if "mem" in only:
+            bench_memory(threads, rows)
+        print(f"machine: {platform.processor() or platform.machine()}, threads={threads}, "
+              f"rounds={args.rounds}, clock={args.clock}, numpy {np.__version__}, "
+              f"torch {torch.__version__}")
+        print(f"| {'benchmark':52} | {'cnnlab':>10} | {'torch':>10} | {'ratio':>6} |")
+        print(f"|{'-' * 54}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
+        for name, a, b, r in rows:
+            print(f"| {name:52} | {a:10.2f} | {b:10.2f} | {r:6.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def _child(which: int) -> float:
             z = F.conv2d(x, w, stride=stride, padding=pad)
             z.backward(np.ones(z.shape, np.float32))
 
-        return _median_ms(conv, 15)
+        with cl.runtime.configure():  # CNNLAB_NUM_THREADS threads
+            return _median_ms(conv, 15)
     model, batch, shape = [("lenet5", 128, (28, 28, 1)), ("resnet20", 64, (32, 32, 3))][
         which - len(CONVS)]
     net = models.get(model) if model == "lenet5" else models.get(model, num_classes=10)
@@ -77,7 +78,8 @@ def _child(which: int) -> float:
         loss.backward()
         opt.step()
 
-    return _median_ms(step, 20 if model == "lenet5" else 6)
+    with cl.runtime.configure():  # CNNLAB_NUM_THREADS threads
+        return _median_ms(step, 20 if model == "lenet5" else 6)
 
 
 def main() -> None:

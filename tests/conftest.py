@@ -24,14 +24,12 @@ def torch():
 
 @pytest.fixture
 def threads(request):
-    """cnnlab's batch-chunk threads (ops/parallel.py) for one test, restored after it; use
-    with ``@pytest.mark.parametrize("threads", [1, 3], indirect=True)``."""
-    import cnnlab as cl
+    """cnnlab's runtime with this many batch-chunk threads (ops/parallel.py) for one test,
+    given back after it; use with ``@pytest.mark.parametrize("threads", [1, 3], indirect=True)``."""
+    from cnnlab import runtime
     from cnnlab.ops import parallel
 
-    before = cl.get_num_threads()
-    cl.set_num_threads(request.param)
-    # the threads really run (threadpoolctl, a test requirement, is installed)
-    assert parallel.share_count() == request.param
-    yield request.param
-    cl.set_num_threads(before)
+    with runtime.configure(threads=request.param, keep_memory=False):
+        # the threads really run (threadpoolctl, a test requirement, is installed)
+        assert parallel.share_count() == request.param
+        yield request.param

@@ -8,16 +8,13 @@
 array([[1., 0.]], dtype=float32)
 """
 
-from cnnlab._malloc import keep_freed_memory
+from cnnlab import runtime
 from cnnlab.gradcheck import GradcheckError, gradcheck
 from cnnlab.ops.parallel import get_num_threads, set_num_threads
 from cnnlab.ops.shape import concat, pad, stack
 from cnnlab.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
-
-keep_freed_memory()  # glibc keeps freed arrays for the next training step (see cnnlab/_malloc.py)
-
 
 
 def save(model, path):
@@ -52,4 +49,5 @@ __all__ = [
     "pad",
     "get_num_threads",
     "set_num_threads",
+    "runtime",
 ]

@@ -14,8 +14,11 @@ peak RSS growth the same with and without), since the same arrays are alive at t
 either way; what changes is that memory freed after the peak stays with the process until it
 exits: up to 1 GB at the top of each of glibc's heaps (the main one and, with cnnlab's threads,
 one per worker thread), plus whatever free blocks sit below the top.
-Applied once, when cnnlab is imported; ``CNNLAB_KEEP_MEMORY=0`` (exactly "0") leaves glibc's
-defaults alone. Elsewhere (macOS, Windows, musl) it does nothing.
+Applied only by cnnlab's runtime (cnnlab/runtime.py, ``keep_memory``), never on import;
+``CNNLAB_KEEP_MEMORY=0`` (exactly "0") leaves glibc's defaults alone. When the runtime ends,
+``restore_defaults`` sets glibc's initial thresholds (128 kB) back and trims the heap (glibc
+cannot report the values it had, so its dynamic mmap threshold stays off). Elsewhere (macOS,
+Windows, musl) both do nothing.
 """
 
 from __future__ import annotations
@@ -28,20 +31,42 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc'
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit systems (a 32-bit glibc
 # refuses it, mallopt returns 0 and the trim threshold is then left alone too: no change at all)
 TRIM_THRESHOLD = 1 << 30
+DEFAULT_THRESHOLD = 128 << 10  # glibc's initial M_MMAP_THRESHOLD and M_TRIM_THRESHOLD
+
+
+def _libc():
+    """glibc's library handle on Linux, else None (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return libc
 
 
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds (see the module docstring); True when they were set."""
-    if os.environ.get("CNNLAB_KEEP_MEMORY", "1").strip() == "0" or not sys.platform.startswith(
-        "linux"
-    ):
+    if os.environ.get("CNNLAB_KEEP_MEMORY", "1").strip() == "0":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
+    libc = _libc()
+    if libc is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def restore_defaults() -> bool:
+    """glibc's initial thresholds back, and the freed memory kept so far returned to the
+    kernel (malloc_trim); True when done."""
+    libc = _libc()
+    if libc is None:
+        return False
+    done = bool(libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
+    )
+    libc.malloc_trim(0)
+    return done

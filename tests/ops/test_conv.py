@@ -1,7 +1,8 @@
 """conv2d (cnnlab.ops.conv) against three independent oracles: hand-computed numbers, the
 nested-loop reference of the course notes (a grid of geometry options, forward and all three
 gradients), and PyTorch on hypothesis-generated configurations; plus dtype and graph properties.
-Gradient checks and error messages live in the registry, tests/ops/opinfo_conv.py."""
+These run the kernel the dispatch chooses; tests/kernels holds every kernel, forced, against the
+same oracles. Gradient checks and error messages live in the registry, tests/ops/opinfo_conv.py."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from hypothesis import strategies as st
 
 import cnnlab as cl
 from cnnlab import functional as F
-from cnnlab.ops import conv as conv_module
-from cnnlab.ops.geometry import pair, resolve_padding
+from cnnlab import kernels
 from cnnlab.reference.conv import conv_backward, conv_forward
 
 
@@ -114,219 +114,6 @@ GRID = _pairwise_grid()
 def _case_id(c):
     s, p, d, g, (kh, kw), bias, n = c
     return f"s{s}-p{p}-d{d}-g{g}-k{kh}x{kw}-b{int(bias)}-n{n}".replace(" ", "")
-
-
-@pytest.mark.parametrize("threads", [1, 3], indirect=True)
-@pytest.mark.parametrize("chunk_images", [1, 2])
-@pytest.mark.parametrize(
-    "stride,padding,dilation,groups,c_in,c_out,kernel,path",
-    [
-        (1, "same", 1, 1, 1, 3, (3, 2), "fold"),  # one input channel: the tap-by-tap copy
-        (1, 1, 1, 1, 2, 6, (3, 2), "fold"),  # C_out >= 2 C_in: dA_prev by the fold
-        (1, "valid", 2, 1, 9, 10, (2, 3), "flip"),  # by the flipped kernel, dilated
-        (2, "same", 1, 1, 3, 4, (3, 3), "col2im"),  # stride 2: dA_prev by col2im
-        ((2, 1), 2, 1, 2, 4, 6, (3, 3), "col2im"),  # groups, an uneven stride
-        (1, "valid", 1, 4, 4, 4, (3, 3), "flip"),  # depthwise
-        (1, 1, 1, 1, 3, 5, (3, 3), "band"),  # few channels: banded rows
-    ],
-)
-def test_batch_chunks_match_reference(monkeypatch, threads, chunk_images, stride, padding,
-                                      dilation, groups, c_in, c_out, kernel, path):
-    """Forward and backward walk the batch in chunks, on 1 or 3 threads; with chunks of one or
-    two images (5 images: chunks of 1, or of 1-2 images) the results are those of the loops,
-    for each of the input gradient's methods (`path`, checked)."""
-    taken = set()
-    for name, method in [("band", "_band_input_grad_chunk"), ("flip", "_input_grad_flip"),
-                         ("fold", "_input_grad_fold"), ("col2im", "_input_grad_col2im")]:
-        original = getattr(conv_module.Conv2d, method)
-
-        def spy(op, *args, name=name, original=original):
-            taken.add(name)
-            return original(op, *args)
-
-        monkeypatch.setattr(conv_module.Conv2d, method, spy)
-    kh, kw = kernel
-    rng = np.random.default_rng(chunk_images)
-    x = rng.normal(size=(5, 8, 7, c_in))
-    w = rng.normal(size=(kh, kw, c_in // groups, c_out))
-    b = rng.normal(size=c_out)
-    z_ref, cache = conv_forward(x, w, b, stride, padding, dilation, groups)
-    oh, ow = z_ref.shape[1:3]
-    per_image = oh * ow * kh * kw * (c_in // groups) * 8  # bytes of one image's windows
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", chunk_images * per_image)
-    gy = rng.normal(size=z_ref.shape)
-    got = run_conv(x, w, b, gy, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    assert taken == {path}
-    assert_loops_agree(got, z_ref, gy, cache, 1e-10)
-
-
-@pytest.mark.parametrize(
-    "width,padding,dilation,kernel,c_in,c_out,classes",
-    [
-        (10, "same", 1, (3, 3), 2, 5, 2),  # OW 10, B 5, Q 7: two classes of blocks
-        (14, "valid", 1, (5, 5), 6, 16, 2),  # LeNet-5's second convolution: B 5, Q 9
-        (12, "same", 1, (3, 4), 1, 6, 2),  # an even kernel width, one channel: B 6, Q 9
-        (13, "valid", 3, (2, 3), 3, 4, 7),  # OW 7 (prime), B 1, Q 7: seven classes
-        (11, 1, 2, (3, 3), 4, 3, 3),  # dilated: OW 9, B 3, Q 7: three classes
-        (5, "valid", 1, (3, 3), 2, 3, 2),  # one block per row, fewer blocks than classes
-    ],
-)
-@pytest.mark.parametrize("threads", [1, 3], indirect=True)
-def test_banded_rows_match_reference(monkeypatch, threads, width, padding, dilation, kernel,
-                                     c_in, c_out, classes):
-    """The banded method (few channels, stride 1) against the nested loops, with chunks of about
-    two images on 1 or 3 threads; the input gradient's block adds come in `classes` groups."""
-    used = set()
-    band_grad = conv_module.Conv2d._band_input_grad_chunk
-
-    def spy(op, gy_rows, gx):
-        q = op.band + op.dilation[1] * (op.w.shape[1] - 1)
-        used.add(-(-q // op.band))
-        return band_grad(op, gy_rows, gx)
-
-    monkeypatch.setattr(conv_module.Conv2d, "_band_input_grad_chunk", spy)
-    kh, kw = kernel
-    rng = np.random.default_rng(width)
-    x = rng.normal(size=(5, 9, width, c_in))
-    w = rng.normal(size=(kh, kw, c_in, c_out))
-    b = rng.normal(size=c_out)
-    z_ref, cache = conv_forward(x, w, b, 1, padding, dilation, 1)
-    oh, ow = z_ref.shape[1:3]
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * oh * ow * kh * (kw + 9) * c_in * 8)
-    gy = rng.normal(size=z_ref.shape)
-    got = run_conv(x, w, b, gy, stride=1, padding=padding, dilation=dilation)
-    assert used == {classes}, "the banded input gradient was not the path taken"
-    assert_loops_agree(got, z_ref, gy, cache, 1e-10)
-
-
-@pytest.mark.parametrize(
-    "stride,padding,dilation,groups,c_in,c_out,kernel,path",
-    [
-        (1, "same", 1, 1, 1, 6, (5, 5), "band"),  # LeNet-5's first layer: banded, padded
-        (1, "valid", 1, 1, 6, 16, (5, 5), "band"),  # LeNet-5's second: banded, unpadded
-        (1, 1, 2, 1, 3, 4, (3, 3), "band"),  # banded, dilated
-        (1, 1, 1, 1, 16, 16, (3, 3), "cols"),  # ResNet-20's 3x3: the window matrix
-        (2, 1, 1, 1, 9, 12, (3, 3), "cols"),  # strided
-        ((2, 1), "same", (1, 2), 1, 10, 3, (2, 3), "cols"),  # uneven stride, dilated, 'same'
-        (2, "valid", 1, 1, 12, 20, (1, 1), "cols"),  # a 1x1 projection with stride
-        (1, 1, 1, 1, 1, 20, (3, 3), "forward"),  # one channel, too many filters to band
-        (1, 1, 1, 2, 4, 6, (3, 3), "forward"),  # groups
-    ],
-)
-@pytest.mark.parametrize("bias,relu", [(True, False), (False, True), (True, True)])
-def test_prepared_matches_reference(stride, padding, dilation, groups, c_in, c_out, kernel,
-                                    path, bias, relu):
-    """Conv2d.prepared (the Predictor's inference convolution) against the loops: two calls
-    with different inputs (the buffers are reused), the first call's result left intact."""
-    kh, kw = kernel
-    rng = np.random.default_rng(c_in * c_out)
-    x1, x2 = rng.normal(size=(2, 2, 9, 10, c_in))
-    w = rng.normal(size=(kh, kw, c_in // groups, c_out))
-    b = rng.normal(size=c_out) if bias else None
-    strides, dilations = pair(stride, "stride", "t"), pair(dilation, "dilation", "t")
-    pads = resolve_padding(padding, x1.shape[1:3], kernel, strides, dilations, "t")
-    op = conv_module.Conv2d(strides, pads, dilations, groups)
-    run = op.prepared(x1.shape, w, b, relu)
-    assert (run.__name__, op.band > 0) == {"band": ("run", True), "cols": ("run", False),
-                                           "forward": ("run_forward", False)}[path]
-    got1 = run(x1)
-    kept = got1.copy()
-    got2 = run(x2)
-    for x, got in ((x1, got1), (x2, got2)):
-        want, _ = conv_forward(x, w, b, stride, padding, dilation, groups)
-        if relu:
-            want = np.maximum(want, 0)
-        assert_rel(got, want, 1e-10, path)
-    np.testing.assert_array_equal(got1, kept)
-
-
-def assert_same_non_finite(got, want, what):
-    """NaN, +inf and -inf in the same places; the finite values agree."""
-    for kind in (np.isnan, np.isposinf, np.isneginf):
-        np.testing.assert_array_equal(kind(got), kind(want), f"{what}: {kind.__name__}")
-    finite = np.isfinite(want)
-    assert_rel(got[finite], want[finite], 1e-10, what)
-
-
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
-@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-@pytest.mark.parametrize("padding,c_in,c_out", [("same", 1, 6), ("valid", 6, 16)])
-@pytest.mark.parametrize("threads", [1, 3], indirect=True)
-def test_non_finite_input_stays_in_its_windows(monkeypatch, threads, bad, padding, c_in, c_out):
-    """An inf or NaN in x reaches only the outputs whose windows hold it, as in the loops: the
-    banded method (whose T has zeros, and 0 * inf = NaN) steps aside for the window matrix, in
-    forward (one image a chunk, on 1 or 3 threads) and in the prepared convolution; finite
-    inputs keep the banded method."""
-    rng = np.random.default_rng(int(c_in))
-    x = rng.normal(size=(2, 14, 14, c_in))
-    w = rng.normal(size=(5, 5, c_in, c_out))
-    b = rng.normal(size=c_out)
-    x_bad = x.copy()
-    x_bad[1, 6, 3, 0] = bad
-    want, _ = conv_forward(x_bad, w, b, 1, padding)
-    with monkeypatch.context() as m:
-        m.setattr(conv_module, "_CHUNK_BYTES", 1)  # one image a chunk
-        y = F.conv2d(cl.tensor(x_bad), cl.tensor(w), cl.tensor(b), padding=padding)
-    assert_same_non_finite(y.numpy(), want, "forward")
-    assert np.isfinite(want[0]).all() and not np.isfinite(want[1]).all()
-    pads = resolve_padding(padding, x.shape[1:3], (5, 5), (1, 1), (1, 1), "t")
-    op = conv_module.Conv2d((1, 1), pads, (1, 1), 1)
-    run = op.prepared(x.shape, w, b)
-    assert op.band > 0  # finite inputs take the banded method
-    assert_rel(run(x), conv_forward(x, w, b, 1, padding)[0], 1e-10, "prepared, finite")
-    assert_same_non_finite(run(x_bad), want, "prepared")
-
-
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
-@pytest.mark.parametrize("bad", [np.inf, np.nan])
-@pytest.mark.parametrize(
-    "c_in,c_out,padding,dilation,need_x",
-    [
-        (6, 16, "valid", 1, True),  # LeNet-5's conv2: dA_prev by the fold
-        (6, 5, "same", 1, True),  # 2 C_in > C_out: dA_prev by the flipped kernel, padded
-        (3, 4, 1, 2, True),  # dilated and padded (the flipped kernel)
-        (6, 16, "valid", 1, False),  # dW and db only: the banded S, read on its diagonals
-    ],
-)
-@pytest.mark.parametrize("threads", [1, 3], indirect=True)
-def test_non_finite_output_gradient_stays_in_its_windows(monkeypatch, threads, bad, c_in,
-                                                         c_out, padding, dilation, need_x):
-    """An inf or NaN in dZ reaches only the input pixels its window covers (dA_prev by the
-    window-matrix formulas, not the banded T^T with its zeros); dW and db as the loops give.
-    One image a chunk, on 1 or 3 threads."""
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
-    rng = np.random.default_rng(7)
-    x_np = rng.normal(size=(3, 14, 14, c_in))
-    w_np, b_np = rng.normal(size=(5, 5, c_in, c_out)), rng.normal(size=c_out)
-    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, padding, dilation)
-    gy = rng.normal(size=z_ref.shape)
-    gy[1, 4, 7, 3] = bad
-    x = cl.tensor(x_np, requires_grad=need_x)
-    w, b = cl.tensor(w_np, requires_grad=True), cl.tensor(b_np, requires_grad=True)
-    y = F.conv2d(x, w, b, padding=padding, dilation=dilation)
-    assert y._ctx.band > 0
-    y.backward(gy)
-    d_a, d_w, d_b = conv_backward(gy, cache)
-    assert_same_non_finite(w.grad, d_w, "dW")
-    assert_same_non_finite(b.grad, d_b, "db")
-    if need_x:
-        assert_same_non_finite(x.grad, d_a, "dA_prev")
-        assert np.isfinite(x.grad[[0, 2]]).all() and not np.isfinite(x.grad[1]).all()
-    else:
-        assert x.grad is None
-
-
-def test_prepared_walks_chunks_when_the_batch_is_large(monkeypatch):
-    """A batch that needs several chunks runs the forward itself (with its threads)."""
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(4, 6, 6, 5))
-    w = rng.normal(size=(3, 3, 5, 7))
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 6 * 6 * 9 * 5 * 8)  # one image a chunk
-    op = conv_module.Conv2d((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    run = op.prepared(x.shape, w, None, True)
-    assert run.__name__ == "run_forward"
-    want, _ = conv_forward(x, w, None, 1, 1)
-    assert_rel(run(x), np.maximum(want, 0), 1e-10, "chunked")
 
 
 def test_grid_covers_every_pair_of_options():
@@ -576,7 +363,7 @@ def test_input_gradient_skipped_when_x_needs_none(monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the input gradient was computed although x needs none")
 
-    monkeypatch.setattr(conv_module.Conv2d, "_input_grad", must_not_run)
+    monkeypatch.setattr(kernels.Window, "input_grad", must_not_run)  # stride 2: the window matrix
     y = F.conv2d(x, w, stride=2, padding="same")
     gy = rng.normal(size=y.shape)
     y.backward(gy)
@@ -596,41 +383,6 @@ def test_weight_gradient_skipped_when_w_needs_none():
     assert w.grad is None
     _, cache = conv_forward(x_np, w_np, None, 1, 0, 2, 2)
     assert_rel(x.grad, conv_backward(gy, cache)[0], 1e-10, "dA_prev")
-
-
-@pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)))
-@pytest.mark.parametrize("with_bias", [True, False])
-@pytest.mark.parametrize("threads", [1, 3], indirect=True)
-def test_banded_rows_each_set_of_gradients(monkeypatch, threads, needs, with_bias):
-    """The banded method with every choice of which inputs want a gradient, with and without a
-    bias: the bias rides in the products (a ones column in the rows, b in T's last row), and db
-    comes from S's last row only when dW is computed too (one image a chunk, so on 3 threads
-    the shares' parts of S are added). Against the nested loops; inputs that want no gradient
-    get none."""
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)  # chunks of one image
-    need_x, need_w, need_b = needs
-    rng = np.random.default_rng(sum(needs) + 10 * with_bias)
-    x_np = rng.normal(size=(3, 9, 14, 6))  # LeNet-5's second convolution, small batch: B 5
-    w_np = rng.normal(size=(5, 5, 6, 16))
-    b_np = rng.normal(size=16) if with_bias else None
-    z_ref, cache = conv_forward(x_np, w_np, b_np, 1, "valid")
-    gy = rng.normal(size=z_ref.shape)
-    x, w = cl.tensor(x_np, requires_grad=need_x), cl.tensor(w_np, requires_grad=need_w)
-    b = None if b_np is None else cl.tensor(b_np, requires_grad=need_b)
-    y = F.conv2d(x, w, b)
-    assert y._ctx is None or y._ctx.band == 5
-    assert_rel(y.numpy(), z_ref, 1e-10, "forward")
-    if not y.requires_grad:
-        return
-    y.backward(gy)
-    d_a, d_w, d_b = conv_backward(gy, cache)
-    for tensor, want, name in [(x, d_a, "dA_prev"), (w, d_w, "dW"), (b, d_b, "db")]:
-        if tensor is None:
-            continue
-        if tensor.requires_grad:
-            assert_rel(tensor.grad, want, 1e-10, name)
-        else:
-            assert tensor.grad is None, name
 
 
 def test_inputs_are_not_modified():

@@ -1,6 +1,7 @@
-"""cnnlab.ops.parallel: batch chunks dealt to threads, BLAS held to one thread from the first
-threaded call until the threads are turned off, the serial fallbacks (one thread, nested calls,
-no threadpoolctl), and the dense layer split into feature blocks. The convolution's results under
+"""cnnlab.ops.parallel and cnnlab.runtime: batch chunks dealt to threads while a runtime is
+held, BLAS held to one thread only while it is held and the user's threads given back, nothing
+threaded or limited outside it, the serial fallbacks (one thread, nested calls, no
+threadpoolctl), and the dense layer split into feature blocks. The convolution's results under
 threads are checked against the nested loops in test_conv.py (test_batch_chunks_match_reference
 and test_banded_rows_match_reference run with 1 and 3 threads)."""
 
@@ -14,7 +15,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab import functional as F
-from cnnlab.ops import conv as conv_module
+from cnnlab import kernels, runtime
 from cnnlab.ops import parallel
 
 threadpoolctl = pytest.importorskip("threadpoolctl")  # in the test extra; CI installs it
@@ -22,11 +23,16 @@ threadpoolctl = pytest.importorskip("threadpoolctl")  # in the test extra; CI in
 
 @pytest.fixture(autouse=True)
 def default_threads():
-    """Every test starts with the default thread count and ends with BLAS given back."""
+    """Every test starts with the default thread count and no runtime, and ends so."""
     parallel._state["threads"] = None
     yield
-    cl.set_num_threads(1)  # gives BLAS its threads back
+    while runtime.active() is not None:
+        runtime.active().stop()
     parallel._state["threads"] = None
+
+
+def _held(threads):
+    return runtime.configure(threads=threads, keep_memory=False)
 
 
 def _chunks(n):
@@ -38,7 +44,7 @@ def _blas_threads():
 
 
 def test_chunks_are_dealt_round_robin_and_results_keep_share_order():
-    cl.set_num_threads(3)
+    _held(3).start()
 
     def work(share):
         return [c.start for c in share], threading.current_thread().name
@@ -50,23 +56,79 @@ def test_chunks_are_dealt_round_robin_and_results_keep_share_order():
     assert all(name.startswith("cnnlab") for name in names[1:])
 
 
-def test_blas_runs_one_thread_inside_shares():
+def test_the_runtime_holds_blas_to_one_thread_and_gives_the_users_back():
+    """BLAS threads before (the user's 2), during (1, inside the shares too, and after a
+    convolution), after (the user's 2 again)."""
     np.ones((8, 8)) @ np.ones((8, 8))  # BLAS loaded
-    cl.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(8, 9, 9, 4)), rng.normal(size=(3, 3, 4, 5))
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        inside = parallel.map_chunks(lambda share: _blas_threads(), _chunks(4))
-        assert inside == [[1], [1]]
-        cl.set_num_threads(1)
+        assert _blas_threads() == [2]
+        with _held(2):
+            assert _blas_threads() == [1]
+            assert parallel.map_chunks(lambda share: _blas_threads(), _chunks(4)) == [[1], [1]]
+            F.conv2d(cl.tensor(x, requires_grad=True), cl.tensor(w)).sum().backward()
+            assert _blas_threads() == [1]
+        assert _blas_threads() == [2]
+
+
+def test_outside_a_runtime_nothing_is_threaded_or_limited():
+    """A bare conv2d (forward and backward, several chunks) leaves the user's BLAS threads as
+    they were, and every chunk runs on the calling thread."""
+    np.ones((8, 8)) @ np.ones((8, 8))
+    cl.set_num_threads(2)
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(8, 9, 9, 4)), rng.normal(size=(3, 3, 4, 5))
+    with threadpoolctl.threadpool_limits(2, user_api="blas"), kernels.use(chunk_images=1):
+        xt = cl.tensor(x, requires_grad=True)  # 8 images, 8 chunks
+        F.conv2d(xt, cl.tensor(w, requires_grad=True)).sum().backward()
+        assert _blas_threads() == [2]
+    assert parallel._state["pool"] is None  # no worker thread was started
+    assert parallel.share_count() == 1
+    assert parallel.map_chunks(lambda s: threading.current_thread().name, _chunks(4)) == [
+        threading.current_thread().name]
+
+
+def test_nested_runtimes_give_back_in_order():
+    """An inner runtime's thread count applies while it is held; BLAS stays limited until the
+    outermost ends."""
+    np.ones((8, 8)) @ np.ones((8, 8))
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with _held(2) as outer:
+            assert runtime.active() is outer and parallel.share_count() == 2
+            with _held(3) as inner:
+                assert runtime.active() is inner and parallel.share_count() == 3
+                assert len(parallel.map_chunks(len, _chunks(6))) == 3
+            assert runtime.active() is outer and parallel.share_count() == 2
+            assert _blas_threads() == [1]
+        assert runtime.active() is None and parallel.share_count() == 1
+        assert _blas_threads() == [2]
+
+
+@pytest.mark.parametrize("bad,what", [(0, "threads"), (1.5, "threads"), (True, "threads"),
+                                      ("yes", "keep_memory")])
+def test_runtime_settings_are_checked(bad, what):
+    with pytest.raises(ValueError, match=rf"runtime.configure: {what} must be"):
+        runtime.configure(**{what: bad})
+
+
+def test_a_runtime_cannot_be_started_twice():
+    r = _held(2).start()
+    with pytest.raises(RuntimeError, match="already started"):
+        r.start()
+    r.stop()
+    r.stop()  # a second stop does nothing
+    assert runtime.active() is None
 
 
 def test_fewer_chunks_than_threads_uses_one_share_per_chunk():
-    cl.set_num_threads(4)
+    _held(4).start()
     assert parallel.map_chunks(len, _chunks(2)) == [1, 1]
     assert parallel.map_chunks(len, []) == [0]  # an empty batch: one call, no chunks
 
 
 def test_an_error_in_a_share_reaches_the_caller_and_frees_the_region():
-    cl.set_num_threads(2)
+    _held(2).start()
 
     def work(share):
         if share[0].start == 1:
@@ -79,7 +141,7 @@ def test_an_error_in_a_share_reaches_the_caller_and_frees_the_region():
 
 
 def test_nested_calls_run_serially_on_the_share_thread():
-    cl.set_num_threads(2)
+    _held(2).start()
 
     def outer(share):
         return parallel.map_chunks(len, _chunks(6))
@@ -88,10 +150,10 @@ def test_nested_calls_run_serially_on_the_share_thread():
 
 
 def test_one_thread_or_no_threadpoolctl_runs_everything_on_the_caller(monkeypatch):
-    cl.set_num_threads(1)
+    _held(1).start()
     assert parallel.map_chunks(len, _chunks(5)) == [5]
     assert parallel.share_count() == 1
-    cl.set_num_threads(3)
+    _held(3).start()
     monkeypatch.setitem(parallel._state, "blas", False)  # as if threadpoolctl were missing
     assert parallel.map_chunks(len, _chunks(5)) == [5]
     assert parallel.share_count() == 1
@@ -122,20 +184,21 @@ def test_environment_variable_must_be_a_positive_int(monkeypatch, value):
 
 
 def test_chunks_are_even_and_a_multiple_of_the_threads():
-    cl.set_num_threads(2)
-    per_image = conv_module._CHUNK_BYTES // 3  # three images a chunk
-    chunks = conv_module._chunks(10, per_image)  # 4 chunks, rounded to a multiple of 2
+    _held(2).start()
+    size = 3 << 20
+    per_image = size // 3  # three images a chunk
+    chunks = parallel.batch_chunks(10, per_image, size)  # 4 chunks, rounded to a multiple of 2
     assert [c.stop - c.start for c in chunks] == [2, 3, 2, 3]
-    assert conv_module._chunks(1, per_image) == [slice(0, 1)]
-    assert conv_module._chunks(0, per_image) == []
-    assert len(conv_module._chunks(10, 16)) == 1  # too little work to wake a thread
+    assert parallel.batch_chunks(1, per_image, size) == [slice(0, 1)]
+    assert parallel.batch_chunks(0, per_image, size) == []
+    assert len(parallel.batch_chunks(10, 16, size)) == 1  # too little work to wake a thread
 
 
 def test_results_come_in_share_order_when_shares_finish_out_of_order():
     """Partial sums are added in share order, so a thread count gives the same sums each run."""
     import time
 
-    cl.set_num_threads(3)
+    _held(3).start()
 
     def work(share):
         if share[0].start == 0:
@@ -145,12 +208,11 @@ def test_results_come_in_share_order_when_shares_finish_out_of_order():
     assert parallel.map_chunks(work, _chunks(6)) == [0, 1, 2]
 
 
-def test_two_user_threads_convolving_at_once_get_the_loops_results(monkeypatch):
+def test_two_user_threads_convolving_at_once_get_the_loops_results():
     """One takes the threaded region, the other runs serially meanwhile: both are right."""
     from cnnlab.reference.conv import conv_backward, conv_forward
 
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 4096)
-    cl.set_num_threads(2)
+    _held(2).start()
     rng = np.random.default_rng(0)
     cases = [(rng.normal(size=(6, 9, 9, 12)), rng.normal(size=(3, 3, 12, 20))) for _ in range(2)]
     results = [None, None]
@@ -159,8 +221,9 @@ def test_two_user_threads_convolving_at_once_get_the_loops_results(monkeypatch):
         x, w = cases[i]
         for _ in range(5):
             xt, wt = cl.tensor(x, requires_grad=True), cl.tensor(w, requires_grad=True)
-            y = F.conv2d(xt, wt, padding=1)
-            y.backward(np.ones(y.shape))
+            with kernels.use(chunk_images=1):  # 6 chunks (per thread: a context each)
+                y = F.conv2d(xt, wt, padding=1)
+                y.backward(np.ones(y.shape))
         results[i] = (y.numpy(), xt.grad, wt.grad)
 
     users = [threading.Thread(target=run, args=(i,)) for i in range(2)]
@@ -181,7 +244,7 @@ def test_a_forked_child_runs_threaded_calls():
     """After fork the child has none of the parent's worker threads: it starts its own."""
     import multiprocessing
 
-    cl.set_num_threads(2)
+    _held(2).start()
     parallel.map_chunks(len, _chunks(4))  # the parent's pool exists
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
@@ -193,7 +256,7 @@ def test_no_cpu_pinning_where_the_platform_has_none(monkeypatch):
     monkeypatch.delattr(os, "sched_setaffinity")
     monkeypatch.setitem(parallel._state, "placed_for", None)
     assert parallel._current_cpu() is None
-    cl.set_num_threads(2)
+    _held(2).start()
     assert parallel.map_chunks(len, _chunks(4)) == [2, 2]
 
 
@@ -225,23 +288,13 @@ def test_dense_layer_in_feature_blocks_matches_pytorch(monkeypatch, torch, threa
         np.testing.assert_allclose(bt.grad, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_blas_is_held_to_one_thread_until_threads_are_turned_off():
-    np.ones((8, 8)) @ np.ones((8, 8))
-    cl.set_num_threads(2)
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        parallel.map_chunks(len, _chunks(4))
-        assert _blas_threads() == [1]  # held after the call, not just inside it
-        cl.set_num_threads(1)
-        assert _blas_threads() == [2]  # given back
-
-
 @pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="pinning needs Linux and two CPUs",
 )
 def test_workers_are_pinned_off_the_callers_cpu():
     """After a threaded call the workers may run on every allowed CPU but the caller's."""
-    cl.set_num_threads(2)
+    _held(2).start()
     allowed = os.sched_getaffinity(0)
     for _ in range(3):  # the first call may start the worker after the placement
         parallel.map_chunks(len, _chunks(4))

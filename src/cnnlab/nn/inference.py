@@ -14,9 +14,10 @@ arrays, in order. On the way it does what an inference engine does:
   own, not computed by ops in forward);
 * a ReLU after a convolution, a residual add or a dense layer is applied in place on that
   result (where nothing else reads it);
-* a convolution whose batch fits one chunk runs prepared (``Conv2d.prepared``): its buffers,
-  window views and kernel matrix are made once, so a call is a few NumPy calls (an input
-  holding an inf or NaN takes the op's own forward, see ops/conv.py);
+* a convolution runs through :func:`cnnlab.kernels.prepare`: where its batch fits one chunk,
+  the prepared kernel, whose buffers, window views and kernel matrix are made once, so a call
+  is a few NumPy calls (else, and for an input holding an inf or NaN, the kernel the dispatch
+  selects for each call, as the model's own forward would);
 * an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
   forward keeps for a backward is let go with it (a convolution keeps nothing input-sized).
 
@@ -39,6 +40,7 @@ import threading
 
 import numpy as np
 
+from cnnlab import kernels
 from cnnlab.ops.activation import ReLU, relu_array
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.elementwise import Add
@@ -311,14 +313,17 @@ _FRESH_OP_BYTES = 1 << 20
 def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
     """The step's run: a prepared convolution, or the op's own forward on arrays (an op made
     from the settings it had before the trace's forward, without the trace's cache)."""
+    if isinstance(step.fn, Conv2d) and step.w is not None:  # through the kernels' dispatch
+        s = step.settings
+        geom = kernels.Geometry(shapes[step.ins[0]], step.w.shape, s["stride"], s["pads"],
+                                s["dilation"], s["groups"], step.w.dtype)
+        step.run = kernels.prepare(geom, step.w, step.b, step.relu)
+        step.ins = step.ins[:1]  # the weights are in the prepared function
+        return
     op = object.__new__(type(step.fn))
     op.__dict__.update(step.settings)  # a deep copy (record_ops): arrays in it are snapshots
     op.needs_grad = (False,) * len(step.ins)
     step.fn = op
-    if isinstance(op, Conv2d) and step.w is not None:
-        step.run = op.prepared(shapes[step.ins[0]], step.w, step.b, step.relu)
-        step.ins = step.ins[:1]  # the weights are in the prepared function
-        return
     size = sum(int(np.prod(shapes[k])) for k in step.ins if shapes.get(k) is not None)
     settings = dict(op.__dict__)
     # an op that draws random numbers (dropout in training mode, with its own Generator) starts

@@ -1,33 +1,22 @@
-"""Batch chunks on all the processor's cores.
+"""Batch chunks on all the processor's cores, while cnnlab's runtime is held.
 
-A convolution walks its batch in chunks (ops/conv.py), and the chunks are independent: each
+A convolution walks its batch in chunks (cnnlab/kernels), and the chunks are independent: each
 copies its windows into a matrix and multiplies it by the kernel. NumPy does the copy on one
 core and BLAS spreads the product over its own threads; on a 2-core machine the copy, a third to
-a half of the time, leaves the second core idle. Here the chunks are dealt round-robin to
-``get_num_threads()`` Python threads instead (the calling thread takes the first share), each
-running its products on one BLAS thread, so copies and products both run on every core. NumPy
-and BLAS release the GIL while they work, so the Python threads do not wait on each other.
+a half of the time, leaves the second core idle. Inside the runtime (cnnlab/runtime.py) the
+chunks are dealt round-robin to its thread count of Python threads instead (the calling thread
+takes the first share), each running its products on one BLAS thread (the runtime holds BLAS
+to one thread), so copies and products both run on every core. NumPy and BLAS release the GIL
+while they work, so the Python threads do not wait on each other.
 
-BLAS is held to one thread from the first threaded call on, for the whole process, not just
-inside the calls: after a product on several threads, OpenBLAS's idle workers busy-wait for a
-while (about 0.1 s) before they sleep, and in a training step (a dense layer's product, then the
-next convolution's shares) they took the cores from the shares. Measured with
-benchmarks/threads.py, LeNet-5 training step, 2 cores: 10.2 ms on one thread, 12.5 ms on two
-with BLAS held only inside the calls, 8.6 ms with BLAS held throughout (ResNet-20 243 / 182 /
-182 ms). cnnlab thus owns the process's threads, as PyTorch does with ``torch.set_num_threads``:
-NumPy products outside cnnlab also run on one thread while it holds them, and
-``cnnlab.set_num_threads(1)`` gives BLAS its threads back. A large dense layer splits its
-features across the threads itself (ops/linear.py); other products (``matmul``) run on one.
+Outside a runtime (``import cnnlab`` alone), or without threadpoolctl (the ``speed`` extra),
+the chunks run one after the other on the calling thread, with BLAS as the user set it. Called
+from inside a share (a nested call), or while another of the user's threads holds the region,
+they also run on the calling thread. The results are the same up to the order of floating-point
+sums: a given thread count, without concurrent callers, gives the same bits every run.
 
-This needs ``threadpoolctl`` (the ``speed`` extra). Without it, or with one thread, the chunks
-run one after the other on the calling thread, with BLAS's own threads. Called from inside a
-share (a nested call), or while another of the user's threads holds the region, they also run
-on the calling thread, with BLAS as it is (held to one thread once a threaded call has run).
-The results are the same up to the order of floating-point sums: a given thread count, without
-concurrent callers, gives the same bits every run.
-
-The number of threads is ``CNNLAB_NUM_THREADS`` if set, else the CPUs this process may use;
-``cnnlab.set_num_threads(n)`` changes it (like ``torch.set_num_threads``).
+``get_num_threads()`` is the count a runtime uses when given none: ``CNNLAB_NUM_THREADS`` if
+set, else the CPUs this process may use; ``cnnlab.set_num_threads(n)`` changes it.
 """
 
 from __future__ import annotations
@@ -37,17 +26,19 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = [
-    "batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count", "sum_parts",
+    "activate", "batch_chunks", "get_num_threads", "map_chunks", "set_num_threads", "share_count",
+    "sum_parts",
 ]
 
 _lock = threading.Lock()  # one threaded region at a time
 _local = threading.local()  # .inside: this thread is running a share
-# threads: the count; pool: the worker threads, workers: their native ids, placed_for: the
-# caller's CPU they were pinned away from (_place_workers), getcpu: sched_getcpu or False;
-# blas: threadpoolctl's controller (False without it); held: the limit that holds BLAS to one
-# thread (None when BLAS has its own threads)
-_state = {"threads": None, "pool": None, "workers": [], "placed_for": None, "getcpu": None,
-          "blas": None, "held": None}
+# threads: the default count (get_num_threads); active: the held runtime's count (None: no
+# runtime, everything on the calling thread); pool: the worker threads, workers: their native
+# ids, placed_for: the caller's CPU they were pinned away from (_place_workers), getcpu:
+# sched_getcpu or False; blas: whether threadpoolctl (which the runtime's BLAS limit needs) is
+# importable
+_state = {"threads": None, "active": None, "pool": None, "workers": [], "placed_for": None,
+          "getcpu": None, "blas": None}
 
 
 def _default_threads() -> int:
@@ -69,40 +60,43 @@ def _default_threads() -> int:
 
 
 def get_num_threads() -> int:
-    """Threads a convolution's batch chunks run on (1: the calling thread only)."""
+    """Threads a runtime deals batch chunks to when given no count (see the module docstring)."""
     if _state["threads"] is None:
         _state["threads"] = _default_threads()
     return _state["threads"]
 
 
 def set_num_threads(n: int) -> None:
-    """Run batch chunks on ``n`` threads (n >= 1); 1 turns the threads off."""
+    """The thread count a runtime uses when given none (n >= 1; like torch.set_num_threads)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be an int >= 1; received {n!r}")
+    _state["threads"] = n
+
+
+def activate(threads) -> None:
+    """Deal chunks to ``threads`` threads from now on (None: none, and the pool shut down).
+    Called by cnnlab.runtime, which also holds BLAS to one thread meanwhile."""
     with _lock:
-        _state["threads"] = n
-        if _state["pool"] is not None:  # a new size: start a new pool when next needed
-            _state["pool"].shutdown(wait=True)
+        if _state["pool"] is not None and threads != _state["active"]:
+            _state["pool"].shutdown(wait=True)  # a new size: a new pool when next needed
             _state["pool"], _state["workers"], _state["placed_for"] = None, [], None
-        if n == 1 and _state["held"] is not None:  # BLAS gets its threads back
-            _state["held"].restore_original_limits()
-            _state["held"] = None
+        _state["active"] = threads
 
 
 def share_count() -> int:
     """How many shares map_chunks deals the chunks into, given enough chunks (1: no threads)."""
-    return get_num_threads() if _blas_controller() else 1
+    return (_state["active"] or 1) if _threadpoolctl() else 1
 
 
-def _blas_controller():
-    """threadpoolctl's controller of the loaded BLAS, or False when threadpoolctl is missing."""
+def _threadpoolctl() -> bool:
+    """Whether threadpoolctl is importable: without it BLAS cannot be held to one thread."""
     if _state["blas"] is None:
         try:
-            from threadpoolctl import ThreadpoolController
+            import threadpoolctl  # noqa: F401
         except ImportError:
             _state["blas"] = False
         else:
-            _state["blas"] = ThreadpoolController()
+            _state["blas"] = True
     return _state["blas"]
 
 
@@ -137,22 +131,19 @@ def map_chunks(work, chunks: list) -> list:
     return partial results for the caller to combine (in share order, so that a given thread
     count always gives the same sums).
     """
-    if min(get_num_threads(), len(chunks)) <= 1 or getattr(_local, "inside", False):
-        return [work(chunks)]
-    blas = _blas_controller()
-    if not blas or not _lock.acquire(blocking=False):
+    threads = min(share_count(), len(chunks))
+    if threads <= 1 or getattr(_local, "inside", False) or not _lock.acquire(blocking=False):
         return [work(chunks)]
     try:
-        threads = min(get_num_threads(), len(chunks))  # again: set_num_threads may have run
+        threads = min(share_count(), len(chunks))  # again: the runtime may have changed
         if threads <= 1:
             return [work(chunks)]
         if _state["pool"] is None:
             _state["workers"] = []
             _state["pool"] = ThreadPoolExecutor(
-                max_workers=get_num_threads() - 1, thread_name_prefix="cnnlab",
+                max_workers=_state["active"] - 1, thread_name_prefix="cnnlab",
                 initializer=_register_worker,
             )
-        _hold_blas(blas)
         _place_workers()
         shares = [chunks[i::threads] for i in range(threads)]
         futures = [_state["pool"].submit(_run_share, work, s) for s in shares[1:]]
@@ -163,17 +154,6 @@ def map_chunks(work, chunks: list) -> list:
         return [first, *(f.result() for f in futures)]  # raises a share's error, if any
     finally:
         _lock.release()
-
-
-def _hold_blas(blas) -> None:
-    """BLAS on one thread from now on (see the module docstring), again if something else
-    changed it since; the first hold remembers what set_num_threads(1) gives back."""
-    libs = [lib for lib in blas.lib_controllers if lib.user_api == "blas"]
-    if all(lib.num_threads == 1 for lib in libs):
-        return
-    limiter = blas.limit(limits=1, user_api="blas")
-    if _state["held"] is None:
-        _state["held"] = limiter
 
 
 def _register_worker() -> None:
@@ -203,7 +183,7 @@ def _place_workers() -> None:
             os.sched_setaffinity(tid, others)
     except OSError:  # a worker gone, or not allowed: leave the placement to the kernel
         return
-    if len(_state["workers"]) == get_num_threads() - 1:  # every worker placed
+    if len(_state["workers"]) == (_state["active"] or 1) - 1:  # every worker placed
         _state["placed_for"] = here
 
 

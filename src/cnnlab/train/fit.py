@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnlab import functional as F
 from cnnlab import metrics as metrics_mod
+from cnnlab import runtime
 from cnnlab.data.loader import DataLoader
 from cnnlab.tensor import Tensor, no_grad
 from cnnlab.train.callbacks import Callback, ModelCheckpoint
@@ -399,6 +400,9 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
         eval_sets: more data evaluated after each epoch like ``val``, ``{name: data}``, logged
             as ``{name}_loss``, ``{name}_accuracy`` (e.g. ``{"train_dev": ...}``, the course's
             training-dev set).
+
+    The speed runtime (:mod:`cnnlab.runtime`: ``cnnlab.get_num_threads()`` threads, BLAS held
+    to one thread, freed memory kept) is held while training and given back afterwards.
     """
     if isinstance(train, (np.ndarray, Tensor)):  # fit(model, x, y): Keras's order
         if not isinstance(val, (np.ndarray, Tensor, list)):
@@ -430,7 +434,8 @@ def fit(model, train, val=None, *, loss="cross_entropy", optimizer=None, epochs:
                          f"received {bad}")
     extra_loaders = {name: _loader(d, batch_size, False, seed)
                      for name, d in (eval_sets or {}).items()}
-    return trainer.run(train_loader, val_loader, epochs, extra_loaders)
+    with runtime.configure():  # cnnlab's threads, BLAS and allocator: given back
+        return trainer.run(train_loader, val_loader, epochs, extra_loaders)
 
 
 def _batches(data, batch_size: int):

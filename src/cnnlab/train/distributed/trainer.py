@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab import runtime
 from cnnlab.data.loader import DataLoader
 from cnnlab.train.callbacks import CSVLogger, JSONLogger, ModelCheckpoint
 from cnnlab.train.distributed.sharding import ShardedLoader
@@ -199,4 +200,5 @@ def fit(world, model, train, val=None, *, loss="cross_entropy", optimizer=None,
         return DataLoader(data, batch_size, shuffle=False, seed=seed)
 
     extra_sets = {name: whole(d) for name, d in (eval_sets or {}).items()}
-    return trainer.run(loader, whole(val), epochs, extra_sets)
+    with runtime.configure():  # this process's threads, BLAS and allocator: given back
+        return trainer.run(loader, whole(val), epochs, extra_sets)
