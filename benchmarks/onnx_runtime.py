@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,27 +26,11 @@ import cnnlab as cl
 import cnnlab.onnx
 from cnnlab import models
 
-SETTLE_S = 0.2
-
-
-def _median_rounds(fns: dict, rounds: int, repeat: int) -> dict:
-    times = {k: [] for k in fns}
-    for f in fns.values():
-        f()  # warm-up (the Predictor traces here)
-    for _ in range(rounds):
-        for k, f in fns.items():
-            time.sleep(SETTLE_S)
-            best = float("inf")
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                f()
-                best = min(best, time.perf_counter() - t0)
-            times[k].append(best)
-    return {k: statistics.median(v) for k, v in times.items()}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (its alternating-rounds timer, with the pause before each side)
 
 
 def main() -> None:
-    global SETTLE_S
     import onnxruntime as ort
     from threadpoolctl import threadpool_limits
 
@@ -56,7 +39,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--settle", type=float, default=0.2)
     args = p.parse_args()
-    SETTLE_S = args.settle
+    run.SETTLE_S = args.settle
     cl.set_num_threads(args.threads)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
@@ -83,7 +66,7 @@ def main() -> None:
                 err = np.abs(np.asarray(ours) - theirs).max() / np.abs(theirs).max()
                 assert err < 1e-4, f"{name}: the two sides disagree ({err:.1e})"
                 repeat = 20 if batch == 1 else 3
-                t = _median_rounds({"cnnlab": lambda: predict(x),
+                t = run._median_rounds({"cnnlab": lambda: predict(x),
                                     "ort": lambda: session.run(None, {"input": x_nchw})},
                                    args.rounds, repeat)
                 print(f"{name:<10} {batch:>5} {t['cnnlab'] * 1e3:>10.3f} {t['ort'] * 1e3:>8.3f} "
