@@ -31,6 +31,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,8 @@ def test_every_command_and_snippet_of_the_readme_runs(tmp_path):
         if block["skip"]:
             continue
         if block["lang"] == "python":
-            result = _run([sys.executable, "-c", block["code"]], tmp_path)
+            code = textwrap.dedent(block["code"])  # a block inside a list item is indented
+            result = _run([sys.executable, "-c", code], tmp_path)
             assert result.returncode == 0, f"{where}\n{show(result)}"
             ran += 1
             continue
