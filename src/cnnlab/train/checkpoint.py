@@ -27,6 +27,7 @@ It is written to a temporary file in the same folder, flushed to disk and rename
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -194,6 +195,23 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, Valu
                NotImplementedError, RuntimeError, zlib.error, KeyError, OverflowError)
 
 
+@contextlib.contextmanager
+def _reading(path: Path):
+    """``(archive, members)`` of the checkpoint at ``path``, closed afterwards; a zip or
+    decompression error while reading becomes one CheckpointError naming the file."""
+    archive, members, f = _open_archive(path)
+    try:
+        yield archive, members
+    except CheckpointError:
+        raise
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
+                              f"({_reason(e)})") from None
+    finally:
+        archive.close()
+        f.close()
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
     return text or type(e).__name__
@@ -293,17 +311,8 @@ def _read_meta(archive, members, path) -> dict:
 def read_metadata(path) -> dict:
     """The checked metadata of a checkpoint, reading nothing else of the file."""
     path = Path(path)
-    archive, members, f = _open_archive(path)
-    try:
+    with _reading(path) as (archive, members):
         return _read_meta(archive, members, path)
-    except CheckpointError:
-        raise
-    except _ZIP_ERRORS as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
-                              f"({_reason(e)})") from None
-    finally:
-        archive.close()
-        f.close()
 
 
 def _state_kinds(optimizer_type: str) -> dict:
@@ -328,8 +337,7 @@ def load_checkpoint(path, model=None) -> dict:
     runs.
     """
     path = Path(path)
-    archive, members, f = _open_archive(path)
-    try:
+    with _reading(path) as (archive, members):
         meta = _read_meta(archive, members, path)
         declared = meta.get("architecture", {}).get("parameters")
         if model is not None:
@@ -361,14 +369,6 @@ def load_checkpoint(path, model=None) -> dict:
         if missing:
             raise CheckpointError(f"{path}: does not match the model: weights {missing[:5]} "
                                   "are missing")
-    except CheckpointError:
-        raise
-    except _ZIP_ERRORS as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt or truncated "
-                              f"({_reason(e)})") from None
-    finally:
-        archive.close()
-        f.close()
     return {**out, "meta": meta, "path": str(path)}
 
 
