@@ -256,7 +256,7 @@ class Winograd(Kernel):
         """Slices of the batch whose tile array (36 values per tile and channel) is about
         CHUNK_BYTES / 4 (>= one image), ~0.5 MB: measured fastest (docs/PERFORMANCE.md)."""
         c = max(self.geom.x_shape[3], self.geom.w_shape[3])
-        return chunks(n, 4 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize)
+        return chunks(n, 4 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize, grow=True)
 
     def _scratch(self, k: int) -> dict:
         """One share's buffers for chunks of up to k images (flat, taken as needed)."""
