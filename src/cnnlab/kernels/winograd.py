@@ -33,6 +33,8 @@ stay in cache), dealt to the runtime's threads.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnnlab.kernels.base import Kernel, add_bias, bias_grad, chunks, most, pixels
@@ -82,7 +84,8 @@ def filter_grad(du: np.ndarray, dtype) -> np.ndarray:
 
 def _take(buf: np.ndarray, shape: tuple) -> np.ndarray:
     """The first prod(shape) values of a flat scratch buffer as a contiguous array."""
-    return buf[: int(np.prod(shape))].reshape(shape)
+    # math.prod: np.prod on a tuple is microseconds of GIL-held glue (docs/PERFORMANCE.md)
+    return buf[: math.prod(shape)].reshape(shape)
 
 
 class Winograd(Kernel):
