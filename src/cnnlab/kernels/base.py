@@ -13,6 +13,7 @@ transforms: see kernels/winograd.py).
 from __future__ import annotations
 
 import contextvars
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,4 +142,11 @@ def pixels(a: np.ndarray) -> np.ndarray:
     """``a`` (..., C) with each pixel's C contiguous values viewed as one item (..., ): a copy
     between two such views moves whole pixels, ~1.6x faster than moving C floats one by one
     (the copies of the Winograd and window layouts; docs/PERFORMANCE.md)."""
-    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
+    return a.view(_void(a.shape[-1] * a.itemsize))[..., 0]
+
+
+@functools.cache
+def _void(nbytes: int) -> np.dtype:
+    """The void dtype of ``nbytes``, made once: made per call it was GIL-held glue (~1-2 us,
+    ~150 calls a Winograd layer; docs/PERFORMANCE.md)."""
+    return np.dtype((np.void, nbytes))
