@@ -13,13 +13,14 @@ transforms: see kernels/winograd.py).
 from __future__ import annotations
 
 import contextvars
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnnlab.ops._util import repeat_row
 from cnnlab.ops.geometry import output_size
-from cnnlab.ops.parallel import batch_chunks
+from cnnlab.ops.parallel import batch_chunks, share_count
 
 __all__ = ["CHUNK_BYTES", "Geometry", "Kernel", "add_bias", "bias_grad", "chunks"]
 
@@ -102,13 +103,18 @@ class Kernel:
         raise NotImplementedError
 
 
-def chunks(n: int, bytes_per_image: int) -> list:
+def chunks(n: int, bytes_per_image: int, grow: bool = False) -> list:
     """Slices of a batch of n images: about CHUNK_BYTES of a per-image buffer each (>= one
-    image), or ``kernels.use(chunk_images=k)``'s k images each."""
+    image), or ``kernels.use(chunk_images=k)``'s k images each. ``grow``: CHUNK_BYTES times
+    the runtime's share count (parallel.share_count()), for kernels that make many NumPy
+    calls per chunk."""
     k = settings().get("chunk_images")
     if k:
         return [slice(i, min(i + k, n)) for i in range(0, n, k)]
-    return batch_chunks(n, bytes_per_image, CHUNK_BYTES)
+    # Each NumPy call releases the GIL and takes it back; with 2 threads the other thread
+    # often holds it then and the caller sleeps until woken (docs/PERFORMANCE.md, 2026-12-04).
+    scale = share_count() if grow else 1
+    return batch_chunks(n, bytes_per_image, CHUNK_BYTES * scale)
 
 
 def most(parts: list) -> int:
@@ -136,4 +142,11 @@ def pixels(a: np.ndarray) -> np.ndarray:
     """``a`` (..., C) with each pixel's C contiguous values viewed as one item (..., ): a copy
     between two such views moves whole pixels, ~1.6x faster than moving C floats one by one
     (the copies of the Winograd and window layouts; docs/PERFORMANCE.md)."""
-    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
+    return a.view(_void(a.shape[-1] * a.itemsize))[..., 0]
+
+
+@functools.cache
+def _void(nbytes: int) -> np.dtype:
+    """The void dtype of ``nbytes``, made once: made per call it was GIL-held glue (~1-2 us,
+    ~150 calls a Winograd layer; docs/PERFORMANCE.md)."""
+    return np.dtype((np.void, nbytes))

@@ -33,6 +33,8 @@ stay in cache), dealt to the runtime's threads.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnnlab.kernels.base import Kernel, add_bias, bias_grad, chunks, most, pixels
@@ -82,7 +84,8 @@ def filter_grad(du: np.ndarray, dtype) -> np.ndarray:
 
 def _take(buf: np.ndarray, shape: tuple) -> np.ndarray:
     """The first prod(shape) values of a flat scratch buffer as a contiguous array."""
-    return buf[: int(np.prod(shape))].reshape(shape)
+    # math.prod: np.prod on a tuple is microseconds of GIL-held glue (docs/PERFORMANCE.md)
+    return buf[: math.prod(shape)].reshape(shape)
 
 
 class Winograd(Kernel):
@@ -256,7 +259,7 @@ class Winograd(Kernel):
         """Slices of the batch whose tile array (36 values per tile and channel) is about
         CHUNK_BYTES / 4 (>= one image), ~0.5 MB: measured fastest (docs/PERFORMANCE.md)."""
         c = max(self.geom.x_shape[3], self.geom.w_shape[3])
-        return chunks(n, 4 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize)
+        return chunks(n, 4 * A_IN * A_IN * self.th * self.tw * c * self.dtype.itemsize, grow=True)
 
     def _scratch(self, k: int) -> dict:
         """One share's buffers for chunks of up to k images (flat, taken as needed)."""

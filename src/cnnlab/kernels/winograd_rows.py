@@ -204,7 +204,7 @@ class WinogradRows(Kernel):
     def batch_chunks(self, n: int) -> list:
         """Slices of the batch whose segment array is about CHUNK_BYTES / 4 (>= one image)."""
         c = max(self.geom.x_shape[3], self.geom.w_shape[3])
-        return chunks(n, 4 * A_IN * self.hp * self.tw * c * self.dtype.itemsize)
+        return chunks(n, 4 * A_IN * self.hp * self.tw * c * self.dtype.itemsize, grow=True)
 
     def _scratch(self, k: int) -> dict:
         """One share's buffers for chunks of up to k images (flat, taken as needed)."""
