@@ -88,12 +88,9 @@ def _take(buf: np.ndarray, shape: tuple) -> np.ndarray:
     return buf[: math.prod(shape)].reshape(shape)
 
 
-class Winograd(Kernel):
-    """F(4x4, 3x3): Z = A^T [U (.) V] A per 4x4 output tile (module docstring)."""
-
-    name = "winograd"
-    keeps = ("A_prev (for dW: V transformed again; with KEEP_V, V = B^T d B of every tile, "
-             "2.25x A_prev, instead), W and U = G W G^T")
+class _Winograd3x3(Kernel):
+    """What both Winograd kernels share: 3x3, stride 1, no dilation, one group; B and A in the
+    layer's dtype; finite inputs only (a transform spreads an inf or NaN over its tile)."""
 
     @classmethod
     def eligible(cls, geom):
@@ -102,14 +99,25 @@ class Winograd(Kernel):
 
     def __init__(self, geom):
         super().__init__(geom)
-        oh, ow = geom.out_hw
-        self.th, self.tw = -(-oh // M_OUT), -(-ow // M_OUT)  # tiles down, across
         self.dtype = np.dtype(geom.dtype)
         self.bt, self.b_ = BT.astype(self.dtype), BT.T.astype(self.dtype)  # B^T, B
         self.at, self.a_ = AT.astype(self.dtype), AT.T.astype(self.dtype)  # A^T, A
 
     def accepts(self, x):
         return bool(np.isfinite(x).all())
+
+
+class Winograd(_Winograd3x3):
+    """F(4x4, 3x3): Z = A^T [U (.) V] A per 4x4 output tile (module docstring)."""
+
+    name = "winograd"
+    keeps = ("A_prev (for dW: V transformed again; with KEEP_V, V = B^T d B of every tile, "
+             "2.25x A_prev, instead), W and U = G W G^T")
+
+    def __init__(self, geom):
+        super().__init__(geom)
+        oh, ow = geom.out_hw
+        self.th, self.tw = -(-oh // M_OUT), -(-ow // M_OUT)  # tiles down, across
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, w, b, need_w):

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.kernels.base import Kernel, add_bias, bias_grad, chunks, most, pixels
+from cnnlab.kernels.base import add_bias, bias_grad, chunks, most, pixels
 from cnnlab.kernels.window import Window
-from cnnlab.kernels.winograd import AT, BT, G, _pixel_rows, _take
+from cnnlab.kernels.winograd import G, _pixel_rows, _take, _Winograd3x3
 from cnnlab.ops.parallel import map_chunks, sum_parts
 
 __all__ = ["WinogradRows"]
@@ -41,28 +41,17 @@ __all__ = ["WinogradRows"]
 M_OUT, A_IN = 4, 6
 
 
-class WinogradRows(Kernel):
+class WinogradRows(_Winograd3x3):
     """F(4, 3) along rows: M[b] = sum_u V[b, shifted u] U[u, b], Z = A^T M (module docstring)."""
 
     name = "winograd_rows"
     keeps = "A_prev (for dW: V transformed again), W and U[u] = G W[u]"
-
-    @classmethod
-    def eligible(cls, geom):
-        return (geom.w_shape[:2] == (3, 3) and geom.stride == (1, 1)
-                and geom.dilation == (1, 1) and geom.groups == 1)
 
     def __init__(self, geom):
         super().__init__(geom)
         (_, h, _, _), ((pt, pb), _) = geom.x_shape, geom.pads
         self.hp = h + pt + pb  # padded rows (OH + 2)
         self.tw = -(-geom.out_hw[1] // M_OUT)  # segments a row
-        self.dtype = np.dtype(geom.dtype)
-        self.bt, self.b_ = BT.astype(self.dtype), BT.T.astype(self.dtype)  # B^T, B
-        self.at, self.a_ = AT.astype(self.dtype), AT.T.astype(self.dtype)  # A^T, A
-
-    def accepts(self, x):
-        return bool(np.isfinite(x).all())
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, w, b, need_w):
