@@ -17,7 +17,7 @@ from pathlib import Path
 from cnnlab.cli.common import CLIError
 from cnnlab.train import schema as S
 
-__all__ = ["MAX_CONFIG_BYTES", "settings_schema", "check_settings", "read_config",
+__all__ = ["MAX_CONFIG_BYTES", "settings_schema", "check_settings", "read_json", "read_config",
            "compare_with_checkpoint"]
 
 MAX_CONFIG_BYTES = 1 << 20  # a config.json cnnlab writes is under 1 KB
@@ -79,19 +79,20 @@ def check_settings(settings, where: str) -> dict:
     return {**{k: v for k, v in DEFAULTS.items() if k not in checked}, **checked}
 
 
-def read_config(path) -> dict:
-    """Read and check a run folder's config.json (a regular file of at most 1 MiB)."""
+def read_json(path, missing: str = "no such file", kind: str = "a settings file"):
+    """The JSON value in ``path``: a regular file of at most MAX_CONFIG_BYTES, UTF-8, no NaN
+    literals, nesting bounded (train/schema.loads). CLIError naming the file otherwise."""
     path = Path(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise CLIError(f"{path}: no such file (not a cnnlab train folder)") from None
+        raise CLIError(f"{path}: {missing}") from None
     except OSError as e:
         raise CLIError(f"{path}: cannot read ({e.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
         raise CLIError(f"{path}: not a regular file")
     if info.st_size > MAX_CONFIG_BYTES:
-        raise CLIError(f"{path}: {info.st_size} bytes; a config.json is at most "
+        raise CLIError(f"{path}: {info.st_size} bytes; {kind} is at most "
                        f"{MAX_CONFIG_BYTES} bytes")
     try:
         with open(path, "rb") as f:
@@ -99,9 +100,15 @@ def read_config(path) -> dict:
     except OSError as e:
         raise CLIError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        value = S.loads(data)
+        return S.loads(data)
     except S.SchemaError as e:
         raise CLIError(f"{path}: {e}") from None
+
+
+def read_config(path) -> dict:
+    """Read and check a run folder's config.json (a regular file of at most 1 MiB)."""
+    value = read_json(path, missing="no such file (not a cnnlab train folder)",
+                      kind="a config.json")
     return check_settings(value, str(path))
 
 

@@ -8,7 +8,6 @@ Keys are the options' names with ``_`` or ``-`` (``batch_size``, ``batch-size``,
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cnnlab.cli.common import CLIError
@@ -89,13 +88,14 @@ def options_to_namespace(options: dict, where: str, parser=None) -> argparse.Nam
 def apply_config(args) -> None:
     """``cnnlab train --config FILE``: set every option of the JSON object in FILE that the
     command line did not give (flags win). Raises CLIError naming the file and the key."""
+    from cnnlab.cli.config import read_json
+
     path = Path(args.config)
     try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise CLIError(f"--config {path}: cannot read it ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise CLIError(f"--config {path}: not valid JSON ({e})") from None
+        # bounded, UTF-8, no NaN, nesting limited: read as config.json is
+        data = read_json(path, missing="cannot read it (no such file)")
+    except CLIError as e:
+        raise CLIError(f"--config {e}") from None
     if not isinstance(data, dict):
         raise CLIError(f"--config {path}: must hold a JSON object of train options such as "
                        f'{{"lr": 0.001}}; received {type(data).__name__}')
