@@ -154,3 +154,93 @@ def test_prepared_banded_takes_the_window_matrix_for_non_finite_inputs(bad):
     for kind in (np.isnan, np.isposinf, np.isneginf):
         np.testing.assert_array_equal(kind(got), kind(want))
     assert_rel(got[np.isfinite(want)], want[np.isfinite(want)], 1e-10, "non-finite")
+
+
+# ------------------------------------------------------------------- prepared Winograd
+@pytest.mark.parametrize("name", ["winograd", "winograd_rows"])
+@pytest.mark.parametrize(
+    "n,hw,padding,chunk_images,threads",
+    [
+        (1, (32, 32), 1, None, 1),  # ResNet-20's batch 1
+        (1, (7, 9), 1, None, 1),  # odd sizes: partial tiles
+        (2, (6, 6), 0, None, 1),  # unpadded
+        (5, (8, 8), 1, 2, 1),  # several chunks, a tail of one image
+        (5, (8, 8), 1, 1, 2),  # chunks dealt to two threads: a buffer set per share
+    ],
+)
+@pytest.mark.parametrize("bias,relu", [(True, False), (False, True), (True, True)])
+def test_prepared_winograd_matches_reference(name, n, hw, padding, chunk_images, threads, bias,
+                                             relu):
+    """kernels.prepare with a Winograd kernel (the Predictor's 3x3 layers) against the loops,
+    in float64 (the transforms' rounding only) and float32 (within the 1e-4 kernels/winograd.py
+    states); two calls with different inputs (the buffers are reused), the first call's result
+    left intact; the bias, added inside the transform (M at position 1), as the loops add it."""
+    rng = np.random.default_rng(n * hw[0])
+    x1, x2 = rng.normal(size=(2, n, *hw, 8))
+    w = rng.normal(size=(3, 3, 8, 12)) / np.sqrt(72)
+    b = rng.normal(size=12) if bias else None
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        cast = [None if a is None else a.astype(dtype) for a in (x1, x2, w, b)]
+        geom = geometry(x1.shape, w.shape, 1, padding, dtype=dtype)
+        with cl.runtime.configure(threads=threads), \
+                kernels.use(name, chunk_images=chunk_images):
+            run = kernels.prepare(geom, cast[2], cast[3], relu)
+            assert run.kernel == name
+            got1 = run(cast[0])
+            kept = got1.copy()
+            got2 = run(cast[1])
+        assert got1.dtype == dtype
+        for x, got in ((x1, got1), (x2, got2)):
+            want, _ = conv_forward(x, w, b, 1, padding)
+            assert_rel(got, np.maximum(want, 0) if relu else want, tol, f"{name} {dtype}")
+        np.testing.assert_array_equal(got1, kept)
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,options,dtype,want",
+    [
+        ((1, 32, 32, 16), (3, 3, 16, 16), {"padding": 1}, np.float32, "winograd"),  # 2-D at 1
+        ((1, 16, 16, 32), (3, 3, 32, 32), {"padding": 1}, np.float32, "winograd"),
+        ((1, 8, 8, 64), (3, 3, 64, 64), {"padding": 1}, np.float32, "winograd"),
+        ((64, 32, 32, 16), (3, 3, 16, 16), {"padding": 1}, np.float32, "winograd_rows"),
+        ((1, 32, 32, 16), (3, 3, 16, 16), {"padding": 1}, np.float64, "prepared"),  # float64
+        ((1, 32, 32, 3), (3, 3, 3, 16), {"padding": 1}, np.float32, "prepared"),  # 3 channels
+        ((1, 16, 16, 32), (3, 3, 32, 64), {"stride": 2, "padding": 1}, np.float32, "prepared"),
+        ((1, 28, 28, 1), (5, 5, 1, 6), {"padding": 2}, np.float32, "prepared"),  # LeNet-5
+        ((256, 16, 16, 32), (3, 3, 32, 64), {"stride": 2}, np.float32, None),  # chunks: per call
+    ],
+)
+def test_the_rule_of_prepare(x_shape, w_shape, options, dtype, want):
+    geom = geometry(x_shape, w_shape, dtype=dtype, **options)
+    w = np.zeros(w_shape, dtype)
+    assert kernels.prepare(geom, w).kernel == want
+
+
+def test_use_picks_the_first_kernel_that_can_be_prepared():
+    geom = geometry((1, 8, 8, 16), (3, 3, 16, 16), 1, 1, dtype=np.float32)
+    w = np.zeros((3, 3, 16, 16), np.float32)
+    with kernels.use("window", "winograd_rows", "prepared"):  # the window matrix has no prepare
+        assert kernels.prepare(geom, w).kernel == "winograd_rows"
+    with kernels.use("window"):
+        assert kernels.prepare(geom, w).kernel is None  # each call's selected kernel
+    strided = geometry((1, 8, 8, 16), (3, 3, 16, 16), 2, 1, dtype=np.float32)
+    with kernels.use("winograd", "prepared"):  # Winograd not eligible for stride 2
+        assert kernels.prepare(strided, w).kernel == "prepared"
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+@pytest.mark.parametrize("name", ["winograd", "winograd_rows"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_prepared_winograd_takes_the_window_matrix_for_non_finite_inputs(name, bad):
+    """A transform would spread an inf or NaN over its tile: such an input takes the window
+    matrix, whose outputs hold it only where their windows do (as the loops)."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.normal(size=(1, 9, 9, 8)), rng.normal(size=(3, 3, 8, 8)), rng.normal(size=8)
+    with kernels.use(name):
+        run = kernels.prepare(geometry(x.shape, w.shape, 1, 1), w, b, True)
+    assert_rel(run(x), np.maximum(conv_forward(x, w, b, 1, 1)[0], 0), 1e-10, "finite")
+    x[0, 4, 2, 3] = bad
+    got, want = run(x), np.maximum(conv_forward(x, w, b, 1, 1)[0], 0)
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(kind(got), kind(want))
+    assert_rel(got[np.isfinite(want)], want[np.isfinite(want)], 1e-10, "non-finite")

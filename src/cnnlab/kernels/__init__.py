@@ -13,6 +13,9 @@ winograd_rows Winograd along rows F(4, 3), 3x3 stride 1, few channels (kernels/w
 prepared      inference on fixed weights, a batch in one chunk (the Predictor's batch 1)
 ============  ==============================================================================
 
+:func:`prepare` sets a kernel up once for inference on fixed weights (the Predictor's
+convolutions): the prepared kernel, or a Winograd kernel with its filters transformed once.
+
 ``with cnnlab.kernels.use("winograd"):`` forces a kernel (where eligible) for tests and
 comparisons; ``use("window")`` is the textbook alone. The rule and why it is a rule:
 kernels/dispatch.py.

@@ -15,6 +15,10 @@ load. The rule's thresholds come from the measurements in docs/PERFORMANCE.md:
 
 An input holding an inf or NaN takes the window matrix wherever the chosen kernel mixes values
 (banded, Winograd), so that it reaches only the outputs whose windows hold it.
+
+For inference on fixed weights (:func:`prepare`, the Predictor) the same rule, with the 2-D
+Winograd form also for fewer than 32 channels when the batch fits one chunk (batch 1), and the
+prepared window or banded kernel where the rule picks those.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from cnnlab.ops.activation import relu_array
 __all__ = ["KERNELS", "forced", "prepare", "select", "use"]
 
 KERNELS = {k.name: k for k in (Window, Banded, Winograd, WinogradRows, Prepared)}
-_TRAINING = ("winograd", "banded", "window")  # in the rule's order of preference
+_PREPARED = ("prepared", "winograd", "winograd_rows")  # kernels with prepare()
 WINOGRAD_MIN_CHANNELS, WINOGRAD_2D_MIN_CHANNELS = 8, 32
 
 
@@ -65,16 +69,33 @@ def select(geom: Geometry, x: np.ndarray):
 
 def prepare(geom: Geometry, w: np.ndarray, b=None, relu: bool = False):
     """``run(x) -> Z`` (max(Z, 0) with ``relu``) for inference on fixed weights, inputs of
-    ``geom.x_shape``: the prepared kernel where it is eligible (a batch in one chunk), else each
-    call's selected kernel (an input with an inf or NaN too: see :func:`select`)."""
+    ``geom.x_shape``, set up once (the transformed filters or kernel matrix, the buffers and
+    their views). By the rule: where it picks a Winograd kernel, that kernel prepared (the 2-D
+    form when the batch fits one chunk: at batch 1 it measured faster than the rows form on
+    ResNet-20's 16-channel layers, docs/PERFORMANCE.md); else the prepared window or banded
+    kernel where the batch fits one chunk. Under :func:`use`: the first forced kernel that can
+    be prepared ('prepared', 'winograd', 'winograd_rows') and is eligible. Otherwise each
+    call's selected kernel. An input with an inf or NaN takes the window matrix wherever the
+    kernel would mix values (see :func:`select`). ``run.kernel`` names the prepared kernel
+    (None: chosen per call)."""
     names = settings().get("names")
-    if Prepared.eligible(geom) and (names is None or "prepared" in names):
-        return Prepared(geom).prepare(w, b, relu)
+    if names is None:
+        cls = _by_rule(geom)
+        if cls is WinogradRows and len(Winograd(geom).batch_chunks(geom.x_shape[0])) == 1:
+            cls = Winograd  # a batch in one chunk: the 2-D form measured faster (batch 1)
+        elif cls not in (Winograd, WinogradRows):
+            cls = Prepared if Prepared.eligible(geom) else None
+    else:
+        cls = next((KERNELS[n] for n in names
+                    if n in _PREPARED and KERNELS[n].eligible(geom)), None)
+    if cls is not None:
+        return cls(geom).prepare(w, b, relu)
 
     def run_forward(x):
         z = select(geom, x).forward(x, w, b, False)
         return relu_array(z, out=z) if relu else z
 
+    run_forward.kernel = None  # chosen per call
     return run_forward
 
 

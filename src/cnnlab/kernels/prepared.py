@@ -45,7 +45,8 @@ class Prepared(Kernel):
 
     def prepare(self, w, b=None, relu=False):
         """``run(x) -> Z`` (then max(Z, 0) with ``relu``) for inputs of the geometry's shape.
-        The buffers are reused: one call at a time; the result is a new array each call."""
+        The buffers are reused: one call at a time; the result is a new array each call.
+        ``run.kernel`` is this kernel's name."""
         geom = self.geom
         n, h, wd, c_in = geom.x_shape
         kh, kw, cg, c_out = w.shape
@@ -83,4 +84,5 @@ class Prepared(Kernel):
                 rows += bias_row
             return relu_array(z, out=z) if relu else z
 
+        run.kernel = self.name
         return run

@@ -34,11 +34,13 @@ stay in cache), dealt to the runtime's threads.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
-from cnnlab.kernels.base import Kernel, add_bias, bias_grad, chunks, most, pixels
+from cnnlab.kernels.base import Kernel, bias_grad, chunks, most, pixels
 from cnnlab.kernels.window import Window
+from cnnlab.ops.activation import relu_array
 from cnnlab.ops.parallel import map_chunks, sum_parts
 
 __all__ = ["Winograd", "filter_transform", "filter_grad"]
@@ -60,6 +62,9 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)  # A^T (4, 6)
 M_OUT, A_IN = 4, 6  # output tile m, input tile m + 3 - 1
+# The bias: column 1 of A^T is (1, 1, 1, 1), so b added to M at position (a, b) = (1, 1) comes
+# out as A^T (b e_1 e_1^T) A = b at all 16 outputs of the tile: 1/36 of a pass over Z, not one.
+BIAS_AT = 1 * A_IN + 1
 # Keep V (2.25x the layer's input) from forward for dW instead of transforming the input again
 # in backward? Kept, ResNet-20's training step ran ~15% faster but its peak memory grew by
 # ~80 MB, past PyTorch's (docs/PERFORMANCE.md): off, so that training stays within PyTorch's
@@ -106,6 +111,49 @@ class _Winograd3x3(Kernel):
     def accepts(self, x):
         return bool(np.isfinite(x).all())
 
+    def prepare(self, w, b=None, relu=False):
+        """``run(x) -> Z`` (max(Z, 0) with ``relu``) for inference on fixed weights, inputs of
+        the geometry's shape: the transformed filters and the chunks' buffers are made once, so
+        a call is forward's chunk walk alone. An input holding an inf or NaN takes the window
+        matrix, as :func:`cnnlab.kernels.select` would send it. The buffers are reused (a set
+        per share running at once); the result is a new array each call. ``run.kernel`` is
+        this kernel's name."""
+        geom, u = self.geom, self.transformed_filters(w)
+        spare, lock = [], threading.Lock()  # (images, buffers) not in use: one set per share
+
+        def buffers(k):
+            with lock:
+                for i, (size, _) in enumerate(spare):
+                    if size >= k:
+                        return spare.pop(i)
+            return k, self._scratch(k)
+
+        def run(x):
+            if not np.isfinite(x).all():
+                z = Window(geom).forward(x, w, b, False)
+                return relu_array(z, out=z) if relu else z
+            x = _pixel_rows(x)
+            z = np.empty(geom.out_shape, dtype=w.dtype)  # (N, OH, OW, C_out)
+            parts = self.batch_chunks(x.shape[0])
+
+            def share(parts):
+                taken = buffers(most(parts))
+                try:
+                    for chunk in parts:
+                        self._forward_chunk(x[chunk], u, b, z[chunk], taken[1])
+                finally:
+                    with lock:
+                        spare.append(taken)
+
+            if len(parts) == 1:  # batch 1: no threads to deal to
+                share(parts)
+            else:
+                map_chunks(share, parts)
+            return relu_array(z, out=z) if relu else z
+
+        run.kernel = self.name
+        return run
+
 
 class Winograd(_Winograd3x3):
     """F(4x4, 3x3): Z = A^T [U (.) V] A per 4x4 output tile (module docstring)."""
@@ -123,7 +171,7 @@ class Winograd(_Winograd3x3):
     def forward(self, x, w, b, need_w):
         x = _pixel_rows(x)
         self.w, self.x = w, x if need_w else None
-        self.u = u = filter_transform(w)  # (36, C_in, C_out)
+        self.u = u = self.transformed_filters(w)  # (36, C_in, C_out)
         self.kept = {} if need_w and KEEP_V else None  # V of each chunk, for dW
         z = np.empty(self.geom.out_shape, dtype=x.dtype)  # (N, OH, OW, C_out)
 
@@ -131,16 +179,27 @@ class Winograd(_Winograd3x3):
             s = self._scratch(most(parts))
             for chunk in parts:
                 keep = None if self.kept is None else self._v_array(chunk)
-                v = self._input_transform(x[chunk], s, out=keep)  # (36, P, C_in)
+                v = self._forward_chunk(x[chunk], u, b, z[chunk], s, keep)
                 if keep is not None:
                     self.kept[chunk.start, chunk.stop] = v
-                m = _take(s["m"], (A_IN * A_IN, v.shape[1], u.shape[2]))
-                np.matmul(v, u, out=m)  # (36, P, C_in) @ (36, C_in, C_out)
-                self._output_transform(m, z[chunk], s)
 
         map_chunks(share, self.batch_chunks(x.shape[0]))
-        add_bias(z, b)
         return z
+
+    def _forward_chunk(self, xc, u, b, zc, s, keep=None):
+        """Z of the chunk's images into zc: V = B^T d B, M = V U (+ b at position (1, 1)),
+        Z = A^T M A. Returns V."""
+        v = self._input_transform(xc, s, out=keep)  # (36, P, C_in)
+        m = _take(s["m"], (A_IN * A_IN, v.shape[1], u.shape[2]))
+        np.matmul(v, u, out=m)  # (36, P, C_in) @ (36, C_in, C_out)
+        if b is not None:  # A^T e_1 = (1, 1, 1, 1): b at (1, 1) is b at every output
+            m[BIAS_AT] += b
+        self._output_transform(m, zc, s)
+        return v
+
+    def transformed_filters(self, w):
+        """U = G W G^T (36, C_in, C_out): what forward multiplies the tiles by."""
+        return filter_transform(w)
 
     def _v_array(self, chunk) -> np.ndarray:
         """A new array for the V of ``chunk``'s images, to keep for dW: (6, 6, P*C_in)."""
@@ -150,38 +209,59 @@ class Winograd(_Winograd3x3):
     def _input_transform(self, xc, s, out=None):
         """V = B^T d B for every 6x6 tile d of the chunk's padded images: (36, P, C_in), rows
         P = (n, ti, tj), positions (a, b) as a*6 + b; into ``out`` (6, 6, P*C_in) if given."""
-        k, h, wd, c = xc.shape
+        x_in, tiles, d, d_rows, t1, t1_rows, v = _views(s, ("in", xc.shape[0]), self._in_views)
+        np.copyto(x_in, pixels(xc))  # the interior of the zero-bordered buffer
+        np.copyto(d, tiles)  # whole pixels: (6i, 6j, k, th, tw) of C_in values
+        np.matmul(self.bt, d_rows, out=t1)  # B^T along i: (6a, (j, P, C))
+        if out is None:
+            np.matmul(self.bt, t1_rows, out=v)  # B^T along j, per a
+            return v.reshape(A_IN * A_IN, -1, xc.shape[3])
+        np.matmul(self.bt, t1_rows, out=out)
+        return out.reshape(A_IN * A_IN, -1, xc.shape[3])
+
+    def _in_views(self, s, key):
+        """The input transform's views of the buffers, for chunks of k images (made once)."""
+        k = key[1]
+        _, h, wd, c = self.geom.x_shape
         (pt, _), (pl, _) = self.geom.pads
         th, tw, p = self.th, self.tw, k * self.th * self.tw
         xp = s["xp"][:k]  # (k, 4th + 2, 4tw + 2, C_in), zero outside the interior
-        np.copyto(pixels(xp[:, pt : pt + h, pl : pl + wd]), pixels(xc))
         s0, s1, s2, s3 = xp.strides
         tiles = np.lib.stride_tricks.as_strided(  # tiles[i, j, n, ti, tj] = xp[n, 4ti+i, 4tj+j]
             xp, (A_IN, A_IN, k, th, tw, c), (s1, s2, s0, M_OUT * s1, M_OUT * s2, s3),
             writeable=False)
         d = _take(s["d"], (A_IN, A_IN, k, th, tw, c))  # (6, 6, k, th, tw, C_in)
-        np.copyto(pixels(d), pixels(tiles))
         t1 = _take(s["t1"], (A_IN, A_IN * p * c))
-        np.matmul(self.bt, d.reshape(A_IN, -1), out=t1)  # B^T along i: (6a, (j, P, C))
-        v = _take(s["v"], (A_IN, A_IN, p * c)) if out is None else out
-        np.matmul(self.bt, t1.reshape(A_IN, A_IN, -1), out=v)  # B^T along j, per a
-        return v.reshape(A_IN * A_IN, p, c)
+        return (pixels(xp[:, pt : pt + h, pl : pl + wd]), pixels(tiles), pixels(d),
+                d.reshape(A_IN, -1), t1, t1.reshape(A_IN, A_IN, -1),
+                _take(s["v"], (A_IN, A_IN, p * c)))
 
     def _output_transform(self, m, zc, s):
         """Z tiles = A^T M A from M (36, P, C_out), written into zc (k, OH, OW, C_out)."""
         k, oh, ow, c_out = zc.shape
-        th, tw, p = self.th, self.tw, m.shape[1]
-        y1 = _take(s["y1"], (M_OUT, A_IN * p * c_out))
-        np.matmul(self.at, m.reshape(A_IN, -1), out=y1)  # A^T along a
-        y = _take(s["y"], (M_OUT, M_OUT, p * c_out))
-        np.matmul(self.at, y1.reshape(M_OUT, A_IN, -1), out=y)  # A^T along b, per r
-        src = pixels(y.reshape(M_OUT, M_OUT, k, th, tw, c_out)).transpose(2, 3, 0, 4, 1)
-        if (oh, ow) == (M_OUT * th, M_OUT * tw):  # (k, th, r, tw, s): straight into z
-            np.copyto(pixels(zc).reshape(k, th, M_OUT, tw, M_OUT), src)
+        m_rows, y1, y1_rows, y, src, full = _views(s, ("out", k), self._out_views)
+        np.matmul(self.at, m.reshape(m_rows), out=y1)  # A^T along a
+        np.matmul(self.at, y1_rows, out=y)  # A^T along b, per r
+        if full is None:  # (k, th, r, tw, s): straight into z
+            np.copyto(pixels(zc).reshape(k, self.th, M_OUT, self.tw, M_OUT), src)
         else:  # whole tiles, then the outputs that exist
-            full = _take(s["zfull"], (k, M_OUT * th, M_OUT * tw, c_out))
-            np.copyto(pixels(full).reshape(k, th, M_OUT, tw, M_OUT), src)
-            np.copyto(pixels(zc), pixels(full)[:, :oh, :ow])
+            np.copyto(full[0], src)
+            np.copyto(pixels(zc), full[1])
+
+    def _out_views(self, s, key):
+        """The output transform's views of the buffers, for chunks of k images (made once)."""
+        k = key[1]
+        oh, ow = self.geom.out_hw
+        th, tw, c_out = self.th, self.tw, self.geom.w_shape[3]
+        p = k * th * tw
+        y1 = _take(s["y1"], (M_OUT, A_IN * p * c_out))
+        y = _take(s["y"], (M_OUT, M_OUT, p * c_out))
+        src = pixels(y.reshape(M_OUT, M_OUT, k, th, tw, c_out)).transpose(2, 3, 0, 4, 1)
+        full = None
+        if (oh, ow) != (M_OUT * th, M_OUT * tw):
+            whole = pixels(_take(s["zfull"], (k, M_OUT * th, M_OUT * tw, c_out)))
+            full = (whole.reshape(k, th, M_OUT, tw, M_OUT), whole[:, :oh, :ow])
+        return (A_IN, -1), y1, y1.reshape(M_OUT, A_IN, -1), y, src, full
 
     # ------------------------------------------------------------------ backward
     def backward(self, gy, need_x, need_w, need_b):
@@ -283,6 +363,15 @@ class Winograd(_Winograd3x3):
             "zfull": np.empty(k * M_OUT * th * M_OUT * tw * c_out, dt),
             "gp": np.empty(k * M_OUT * (th + 1) * M_OUT * (tw + 1) * c_in, dt),
         }
+
+
+def _views(s: dict, key: tuple, make):
+    """``s[key]``, made by ``make(s, key)`` on first use: a share's views of its buffers are
+    built once, not per chunk (each is Python glue holding the GIL: docs/PERFORMANCE.md)."""
+    got = s.get(key)
+    if got is None:
+        got = s[key] = make(s, key)
+    return got
 
 
 def _pixel_rows(a: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.kernels.base import add_bias, bias_grad, chunks, most, pixels
+from cnnlab.kernels.base import bias_grad, chunks, most, pixels
 from cnnlab.kernels.window import Window
 from cnnlab.kernels.winograd import G, _pixel_rows, _take, _Winograd3x3
 from cnnlab.ops.parallel import map_chunks, sum_parts
@@ -57,30 +57,39 @@ class WinogradRows(_Winograd3x3):
     def forward(self, x, w, b, need_w):
         x = _pixel_rows(x)
         self.w, self.x = w, x if need_w else None
-        # U[u] = G W[u], in float64: (3u, 6b, C_in, C_out)
-        u = np.matmul(G, w.astype(np.float64).reshape(3, 3, -1))  # G along v, per u
-        self.u = u = u.reshape(3, A_IN, *w.shape[2:]).astype(w.dtype)
+        self.u = u = self.transformed_filters(w)  # (3u, 6b, C_in, C_out)
         z = np.empty(self.geom.out_shape, dtype=x.dtype)  # (N, OH, OW, C_out)
 
         def share(parts):  # each chunk writes its own images of z
             s = self._scratch(most(parts))
             for chunk in parts:
-                k = chunk.stop - chunk.start
-                v = self._input_transform(x[chunk], s)  # (6, k*Hp*tw, C_in)
-                rows = (k * self.hp - 2) * self.tw  # outputs of every row but the last two
-                m = _take(s["m"], (A_IN, k * self.hp * self.tw, u.shape[3]))
-                tmp = _take(s["tmp"], (A_IN, rows, u.shape[3]))
-                np.matmul(v[:, :rows], u[0], out=m[:, :rows])  # (6, rows, C_in) @ (6, C_in, Co)
-                for shift in (1, 2):  # output row i reads input row i + shift
-                    lo = shift * self.tw
-                    np.matmul(v[:, lo : lo + rows], u[shift], out=tmp)
-                    m[:, :rows] += tmp
-                m[:, rows:] = 0  # the last two rows of the last image: computed, dropped
-                self._output_transform(m, z[chunk], s)
+                self._forward_chunk(x[chunk], u, b, z[chunk], s)
 
         map_chunks(share, self.batch_chunks(x.shape[0]))
-        add_bias(z, b)
         return z
+
+    def transformed_filters(self, w):
+        """U[u] = G W[u], in float64: (3u, 6b, C_in, C_out) in w's dtype."""
+        u = np.matmul(G, w.astype(np.float64).reshape(3, 3, -1))  # G along v, per u
+        return u.reshape(3, A_IN, *w.shape[2:]).astype(w.dtype)
+
+    def _forward_chunk(self, xc, u, b, zc, s):
+        """Z of the chunk's images into zc: V = B^T d, M[b] = sum_u V[b, shifted u] U[u, b]
+        (+ the bias at b = 1: A^T e_1 = (1, 1, 1, 1), as in kernels/winograd.py), Z = A^T M."""
+        k = xc.shape[0]
+        v = self._input_transform(xc, s)  # (6, k*Hp*tw, C_in)
+        rows = (k * self.hp - 2) * self.tw  # outputs of every row but the last two
+        m = _take(s["m"], (A_IN, k * self.hp * self.tw, u.shape[3]))
+        tmp = _take(s["tmp"], (A_IN, rows, u.shape[3]))
+        np.matmul(v[:, :rows], u[0], out=m[:, :rows])  # (6, rows, C_in) @ (6, C_in, C_out)
+        for shift in (1, 2):  # output row i reads input row i + shift
+            lo = shift * self.tw
+            np.matmul(v[:, lo : lo + rows], u[shift], out=tmp)
+            m[:, :rows] += tmp
+        m[:, rows:] = 0  # the last two rows of the last image: computed, dropped
+        if b is not None:
+            m[1, :rows] += b
+        self._output_transform(m, zc, s)
 
     def _input_transform(self, xc, s):
         """V = B^T d for every 6-wide segment d of every padded row: (6, k*Hp*tw, C_in), rows
