@@ -119,7 +119,9 @@ class _Winograd3x3(Kernel):
         per share running at once); the result is a new array each call. ``run.kernel`` is
         this kernel's name."""
         geom, u = self.geom, self.transformed_filters(w)
+        n = geom.x_shape[0]
         spare, lock = [], threading.Lock()  # (images, buffers) not in use: one set per share
+        zeros = np.zeros(math.prod(geom.out_shape[1:]), w.dtype)  # ReLU: max(Z, 0) by rows
 
         def buffers(k):
             with lock:
@@ -134,7 +136,6 @@ class _Winograd3x3(Kernel):
                 return relu_array(z, out=z) if relu else z
             x = _pixel_rows(x)
             z = np.empty(geom.out_shape, dtype=w.dtype)  # (N, OH, OW, C_out)
-            parts = self.batch_chunks(x.shape[0])
 
             def share(parts):
                 taken = buffers(most(parts))
@@ -145,11 +146,14 @@ class _Winograd3x3(Kernel):
                     with lock:
                         spare.append(taken)
 
-            if len(parts) == 1:  # batch 1: no threads to deal to
-                share(parts)
+            if n == 1:  # one image: one chunk, no threads to deal to
+                share(_ONE_IMAGE)
             else:
-                map_chunks(share, parts)
-            return relu_array(z, out=z) if relu else z
+                map_chunks(share, self.batch_chunks(n))
+            if relu:  # by image rows against a row of zeros (ops.activation.relu_array)
+                rows = z.reshape(n, -1)
+                np.maximum(rows, zeros, out=rows)
+            return z
 
         run.kernel = self.name
         return run
@@ -239,8 +243,8 @@ class Winograd(_Winograd3x3):
     def _output_transform(self, m, zc, s):
         """Z tiles = A^T M A from M (36, P, C_out), written into zc (k, OH, OW, C_out)."""
         k, oh, ow, c_out = zc.shape
-        m_rows, y1, y1_rows, y, src, full = _views(s, ("out", k), self._out_views)
-        np.matmul(self.at, m.reshape(m_rows), out=y1)  # A^T along a
+        y1, y1_rows, y, src, full = _views(s, ("out", k), self._out_views)
+        np.matmul(self.at, m.reshape(A_IN, -1), out=y1)  # A^T along a
         np.matmul(self.at, y1_rows, out=y)  # A^T along b, per r
         if full is None:  # (k, th, r, tw, s): straight into z
             np.copyto(pixels(zc).reshape(k, self.th, M_OUT, self.tw, M_OUT), src)
@@ -261,7 +265,7 @@ class Winograd(_Winograd3x3):
         if (oh, ow) != (M_OUT * th, M_OUT * tw):
             whole = pixels(_take(s["zfull"], (k, M_OUT * th, M_OUT * tw, c_out)))
             full = (whole.reshape(k, th, M_OUT, tw, M_OUT), whole[:, :oh, :ow])
-        return (A_IN, -1), y1, y1.reshape(M_OUT, A_IN, -1), y, src, full
+        return y1, y1.reshape(M_OUT, A_IN, -1), y, src, full
 
     # ------------------------------------------------------------------ backward
     def backward(self, gy, need_x, need_w, need_b):
@@ -363,6 +367,9 @@ class Winograd(_Winograd3x3):
             "zfull": np.empty(k * M_OUT * th * M_OUT * tw * c_out, dt),
             "gp": np.empty(k * M_OUT * (th + 1) * M_OUT * (tw + 1) * c_in, dt),
         }
+
+
+_ONE_IMAGE = [slice(0, 1)]
 
 
 def _views(s: dict, key: tuple, make):
