@@ -8,8 +8,9 @@ runs the model once on an input of the given shape in eval mode, records the ops
 arrays, in order. On the way it does what an inference engine does:
 
 * batch norm after a convolution is folded into it. In eval mode batch norm is an affine map
-  per channel, y = s * z + t with s = gamma / sqrt(var + eps), t = beta - s * mean, and z =
-  conv(x, W) + b is linear in W and b, so y = conv(x, s W) + (s b + t): one layer fewer
+  per channel (``BatchNorm.eval_affine``), y = s * z + t with s = gamma / sqrt(var + eps),
+  t = beta - s * mean, and z = conv(x, W) + b is linear in W and b, so
+  y = conv(x, s W) + (s b + t): one layer fewer
   (where the convolution's result is read by nothing else, and the weights are the model's
   own, not computed by ops in forward);
 * a ReLU after a convolution, a residual add or a dense layer is applied in place on that
@@ -18,8 +19,9 @@ arrays, in order. On the way it does what an inference engine does:
   the prepared kernel, whose buffers, window views and kernel matrix are made once, so a call
   is a few NumPy calls (else, and for an input holding an inf or NaN, the kernel the dispatch
   selects for each call, as the model's own forward would);
-* an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
-  forward keeps for a backward is let go with it (a convolution keeps nothing input-sized).
+* an op replayed on a large input (over 1 MB) is made anew for each call
+  (``Function.replica``), so that what its forward keeps for a backward is let go with it (a
+  convolution keeps nothing input-sized).
 
 The weights are copied when a shape is first traced: a Predictor made before training goes on
 giving the old model's answers for the shapes it has seen; call ``reset()`` (or make a new one)
