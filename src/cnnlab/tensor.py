@@ -64,8 +64,10 @@ _recorders_lock = threading.Lock()
 @contextlib.contextmanager
 def record_ops():
     """Context manager that lists, in order, every op this thread applies inside it: a list of
-    ``(function, inputs, output, settings)``, ``settings`` a deep copy of the function's
-    attributes before its forward ran (its __init__ arguments, not its cache).
+    ``(function, inputs, output, settings)``, ``settings`` a dict of the function's settings as
+    they were before its forward ran (its __init__ arguments, not its cache): those of a
+    :meth:`Function.replica` taken then, so ``type(function).from_settings(settings)`` is the
+    op before its forward (its Generator, if it draws one, not yet drawn from).
     :class:`cnnlab.nn.Predictor` traces models with it."""
     if getattr(_state, "recording", None) is not None:
         raise RuntimeError("record_ops: this thread is already recording (a Predictor cannot "
@@ -432,13 +434,15 @@ class Function:
     Subclasses take their settings (stride, axis, ...) in ``__init__`` and implement
 
     * ``forward(*arrays) -> ndarray``: compute the output from the input arrays and keep on
-      ``self`` what ``backward`` needs;
+      ``self`` what ``backward`` needs (the cache), under names of its own: a forward does not
+      assign its settings, so :meth:`replica` can tell the two apart;
     * ``backward(gy) -> tuple``: given gy = dL/d(output), return dL/d(input) for every input, in
       order (None where an input needs no gradient). ``self.needs_grad[i]`` tells whether input
       ``i`` wants one, so an op can skip work.
 
     ``apply(*inputs)`` runs forward on the inputs' arrays and, when gradients are enabled and any
-    input requires one, links the output into the graph.
+    input requires one, links the output into the graph. ``replica()`` gives a new op with the
+    same settings and no cache (what a tracer replays).
     """
 
     inputs: tuple = ()
@@ -449,8 +453,8 @@ class Function:
         record = any(needs) and is_grad_enabled()
         self.needs_grad = needs
         trace = getattr(_state, "recording", None) if _recorders[0] else None
-        # a deep copy: the settings as they were before forward (a Generator not yet drawn from)
-        settings = None if trace is None else copy.deepcopy(self.__dict__)
+        # the settings as they were before forward (a Generator not yet drawn from)
+        settings = None if trace is None else vars(self.replica())
         out = self.forward(*(None if t is None else t.data for t in inputs))
         result = Tensor.__new__(Tensor)
         result.data = out
@@ -466,6 +470,51 @@ class Function:
         if trace is not None:
             trace.append((self, inputs, result, settings))
         return result
+
+    def replica(self) -> Function:
+        """A new op of this op's class with a deep copy of its settings and none of its cache.
+
+        An op's settings are the attributes it holds before its forward first runs: what its
+        ``__init__`` set (stride, axis, running statistics, a Generator). Its cache is what
+        forward keeps on ``self`` for backward. ``apply`` sets ``needs_grad`` just before it
+        calls forward, and an op's attribute dict keeps the order attributes were first set
+        in, so the settings are the attributes set before ``needs_grad`` (all of them on an op
+        that never ran); a forward keeps its cache under names of its own, and never assigns
+        a setting. The replica's ``needs_grad`` is the class default, ``()``: set it (one flag
+        per input) before calling its ``forward`` directly, as ``apply`` does.
+
+        The copy is deep: the replica changes nothing the original holds, and draws from its
+        own copy of a Generator in the state the original's is in now (before the original's
+        forward, when the replica is taken then: :func:`record_ops` does). So replaying an op
+        from a replica taken before its forward repeats that forward's random draws.
+
+        >>> import numpy as np, cnnlab as cl
+        >>> from cnnlab.ops.pool import MaxPooling2D
+        >>> pool = MaxPooling2D((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1))
+        >>> y = pool.apply(cl.tensor(np.ones((1, 2, 2, 1))))
+        >>> twin = pool.replica()
+        >>> (twin.size, hasattr(pool, "y"), hasattr(twin, "y"))  # the pool's cache stays behind
+        ((2, 2), True, False)
+        """
+        return type(self).from_settings(copy.deepcopy(self._settings()))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Function:
+        """An op of this class holding ``settings`` (attribute name -> value, as
+        :func:`record_ops` lists them) and nothing else, as its ``__init__`` would have left
+        it. The values are shared, not copied: :meth:`replica` copies."""
+        op = object.__new__(cls)
+        op.__dict__.update(settings)
+        return op
+
+    def _settings(self) -> dict:
+        """The attributes set before ``needs_grad`` (see :meth:`replica`), not copied."""
+        settings = {}
+        for name, value in self.__dict__.items():
+            if name == "needs_grad":
+                break
+            settings[name] = value
+        return settings
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -230,3 +230,70 @@ def test_one_example_allowed_in_eval_not_in_training():
     np.testing.assert_allclose(y.numpy(), [[1.0, 2.0]], rtol=1e-9)
     with pytest.raises(ValueError, match="batch_norm: training needs more than one value"):
         F.batch_norm(x, None, None, np.zeros(2), np.ones(2), training=True)
+
+
+# ------------------------------------------------------------------ eval_affine (the fold)
+def _bn_op(training, rm, rv, eps):
+    from cnnlab.ops.normalization import BatchNorm
+
+    return BatchNorm(training, rm, rv, 0.9, eps)
+
+
+def test_eval_affine_by_hand():
+    # channel 0: s = 2 / sqrt(4) = 1, t = 3 - 1 * 1 = 2; channel 1: s = 1 / sqrt(0.25) = 2,
+    # t = 0 - 2 * (-1) = 2 (gamma 1, beta 0 where None)
+    bn = _bn_op(False, np.array([1.0, -1.0]), np.array([4.0, 0.25]), 0.0)
+    s, t = bn.eval_affine(np.array([2.0, 1.0]), np.array([3.0, 0.0]))
+    np.testing.assert_array_equal(s, [1.0, 2.0])
+    np.testing.assert_array_equal(t, [2.0, 2.0])
+    s, t = bn.eval_affine()  # no affine part: gamma = 1, beta = 0
+    np.testing.assert_array_equal(s, [0.5, 2.0])
+    np.testing.assert_array_equal(t, [-0.5, 2.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    c=st.integers(1, 6),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    affine=st.booleans(),
+    eps=st.sampled_from([1e-5, 1e-3, 0.5]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_eval_affine_is_the_eval_forward_by_hand(c, dtype, affine, eps, seed):
+    """s * x + t equals gamma * (x - mean) / sqrt(var + eps) + beta, computed here in float64
+    from the statistics and parameters as stored (in their dtype), channel by channel."""
+    rng = np.random.default_rng(seed)
+    rm = rng.normal(size=c).astype(dtype)
+    rv = rng.uniform(0.1, 3.0, size=c).astype(dtype)
+    gamma = rng.uniform(-2.0, 2.0, size=c).astype(dtype) if affine else None
+    beta = rng.normal(size=c).astype(dtype) if affine else None
+    x = rng.normal(size=(3, 2, 4, c))  # float64
+    s, t = _bn_op(False, rm, rv, eps).eval_affine(gamma, beta)
+    assert s.dtype == t.dtype == np.float64 and s.shape == t.shape == (c,)
+    expected = np.empty_like(x)
+    for ch in range(c):
+        g = 1.0 if gamma is None else float(gamma[ch])
+        b = 0.0 if beta is None else float(beta[ch])
+        inv = 1.0 / np.sqrt(float(rv[ch]) + eps)
+        expected[..., ch] = g * (x[..., ch] - float(rm[ch])) * inv + b
+    np.testing.assert_allclose(s * x + t, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (6, 3)])
+def test_eval_affine_matches_torch_eval_batch_norm(torch, shape):
+    rng = np.random.default_rng(7)
+    c = shape[-1]
+    x = rng.normal(size=shape)
+    gamma, beta = rng.uniform(0.5, 1.5, size=c), rng.normal(size=c)
+    rm, rv = rng.normal(size=c), rng.uniform(0.5, 2.0, size=c)
+    s, t = _bn_op(False, rm, rv, 1e-3).eval_affine(gamma, beta)
+    y, *_ = _torch_bn(torch, x, gamma, beta, torch.tensor(rm), torch.tensor(rv),
+                      np.zeros(shape), False, 0.9, 1e-3)
+    np.testing.assert_allclose(s * x + t, y, rtol=1e-12, atol=1e-12)
+
+
+def test_eval_affine_is_none_in_training_or_without_running_statistics():
+    rm, rv = np.zeros(3), np.ones(3)
+    assert _bn_op(True, rm, rv, 1e-5).eval_affine(np.ones(3), np.zeros(3)) is None
+    assert _bn_op(True, None, None, 1e-5).eval_affine() is None
+    assert _bn_op(False, None, None, 1e-5).eval_affine() is None

@@ -8,8 +8,9 @@ runs the model once on an input of the given shape in eval mode, records the ops
 arrays, in order. On the way it does what an inference engine does:
 
 * batch norm after a convolution is folded into it. In eval mode batch norm is an affine map
-  per channel, y = s * z + t with s = gamma / sqrt(var + eps), t = beta - s * mean, and z =
-  conv(x, W) + b is linear in W and b, so y = conv(x, s W) + (s b + t): one layer fewer
+  per channel (``BatchNorm.eval_affine``), y = s * z + t with s = gamma / sqrt(var + eps),
+  t = beta - s * mean, and z = conv(x, W) + b is linear in W and b, so
+  y = conv(x, s W) + (s b + t): one layer fewer
   (where the convolution's result is read by nothing else, and the weights are the model's
   own, not computed by ops in forward);
 * a ReLU after a convolution, a residual add or a dense layer is applied in place on that
@@ -18,8 +19,9 @@ arrays, in order. On the way it does what an inference engine does:
   the prepared kernel, whose buffers, window views and kernel matrix are made once, so a call
   is a few NumPy calls (else, and for an input holding an inf or NaN, the kernel the dispatch
   selects for each call, as the model's own forward would);
-* an op replayed on a large input (over 1 MB) is made anew for each call, so that what its
-  forward keeps for a backward is let go with it (a convolution keeps nothing input-sized).
+* an op replayed on a large input (over 1 MB) is made anew for each call
+  (``Function.replica``), so that what its forward keeps for a backward is let go with it (a
+  convolution keeps nothing input-sized).
 
 The weights are copied when a shape is first traced: a Predictor made before training goes on
 giving the old model's answers for the shapes it has seen; call ``reset()`` (or make a new one)
@@ -35,7 +37,6 @@ in another thread meanwhile.
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 
 import numpy as np
@@ -139,12 +140,13 @@ def _outputs(out, model) -> list:
 
 class _Step:
     """One op of the plan: ``values[out] = run(*values[ins])``, then the slots in ``free``
-    (last read here) are let go. ``settings``: the op's attributes before its forward ran."""
+    (last read here) are let go. ``fn``: the op as it was before the trace's forward ran (made
+    from the settings ``record_ops`` took then); ``draws``: whether it holds a Generator."""
 
-    __slots__ = ("fn", "settings", "ins", "out", "run", "w", "b", "relu", "free")
+    __slots__ = ("fn", "draws", "ins", "out", "run", "w", "b", "relu", "free")
 
-    def __init__(self, fn, settings, ins, out):
-        self.fn, self.settings, self.ins, self.out = fn, settings, ins, out
+    def __init__(self, fn, draws, ins, out):
+        self.fn, self.draws, self.ins, self.out = fn, draws, ins, out
         self.run, self.w, self.b, self.relu, self.free = None, None, None, False, ()
 
 
@@ -177,7 +179,11 @@ class _Plan:
                     slot[id(t)] = constant(np.array(t.data), t.shape)  # a copy: as it is now
                 ins.append(slot[id(t)])
             slot[id(result)] = constant(None, result.shape)
-            steps.append(_Step(fn, settings, ins, slot[id(result)]))
+            # an op that draws random numbers (dropout in training mode, with its own
+            # Generator) is replayed from the Generator as it was in the trace (_prepare)
+            draws = any(isinstance(v, np.random.Generator) for v in settings.values())
+            op = type(fn).from_settings(settings)
+            steps.append(_Step(op, draws, ins, slot[id(result)]))
         self.out_slots = [slot[id(t)] if id(t) in slot else constant(np.array(t.data), t.shape)
                           for t in outs]
         self.steps = _fold(steps, self.values, self.out_slots)
@@ -281,17 +287,13 @@ def _fold(steps: list, values: list, out_slots: list) -> list:
         if (src is None or not isinstance(src.fn, _FRESH) or src.relu
                 or reads.get(step.ins[0]) != 1):
             continue
-        bn = step.settings
-        if (isinstance(step.fn, BatchNorm) and not bn["training"] and src.w is not None
-                and bn["running_mean"] is not None and bn["running_var"] is not None
+        affine = None  # batch norm's (s, t) in eval mode: y = s * z + t
+        if (isinstance(step.fn, BatchNorm) and src.w is not None
                 and not any(k in made for k in step.ins[1:])):
             gamma, beta = ([values[k] for k in step.ins[1:3]] + [None, None])[:2]
-            mean = np.asarray(bn["running_mean"], np.float64)
-            var = np.asarray(bn["running_var"], np.float64)
-            scale = 1.0 / np.sqrt(var + bn["eps"])  # (C_out,)
-            if gamma is not None:
-                scale = scale * gamma
-            shift = -scale * mean + (0.0 if beta is None else beta)
+            affine = step.fn.eval_affine(gamma, beta)  # None in training mode
+        if affine is not None:
+            scale, shift = affine  # (C_out,) each, float64
             b = shift if src.b is None else shift + scale * src.b
             src.w = (src.w * scale).astype(src.w.dtype)  # each filter o scaled by s_o
             src.b = b.astype(src.w.dtype)
@@ -311,31 +313,26 @@ _FRESH_OP_BYTES = 1 << 20
 
 
 def _prepare(step: _Step, shapes: dict, itemsize: int) -> None:
-    """The step's run: a prepared convolution, or the op's own forward on arrays (an op made
-    from the settings it had before the trace's forward, without the trace's cache)."""
-    if isinstance(step.fn, Conv2d) and step.w is not None:  # through the kernels' dispatch
-        s = step.settings
-        geom = kernels.Geometry(shapes[step.ins[0]], step.w.shape, s["stride"], s["pads"],
-                                s["dilation"], s["groups"], step.w.dtype)
+    """The step's run: a prepared convolution, or the op's own forward on arrays (the op as it
+    was before the trace's forward, without the trace's cache)."""
+    op = step.fn
+    if isinstance(op, Conv2d) and step.w is not None:  # through the kernels' dispatch
+        geom = op.geometry(shapes[step.ins[0]], step.w.shape, step.w.dtype)
         step.run = kernels.prepare(geom, step.w, step.b, step.relu)
         step.ins = step.ins[:1]  # the weights are in the prepared function
         return
-    op = object.__new__(type(step.fn))
-    op.__dict__.update(step.settings)  # a deep copy (record_ops): arrays in it are snapshots
-    op.needs_grad = (False,) * len(step.ins)
-    step.fn = op
+    off = (False,) * len(step.ins)  # no input wants a gradient
     size = sum(int(np.prod(shapes[k])) for k in step.ins if shapes.get(k) is not None)
-    settings = dict(op.__dict__)
-    # an op that draws random numbers (dropout in training mode, with its own Generator) starts
-    # each call from the Generator as it was in the trace, as each call of the model starts
-    # from a new one
-    draws = any(isinstance(v, np.random.Generator) for v in settings.values())
-    if draws or size * max(itemsize, 4) > _FRESH_OP_BYTES:
+    # an op that draws random numbers starts each call from the Generator as it was in the
+    # trace, as each call of the model starts from a new one: a replica of the op as it was
+    # then (which itself never runs) for each call, as for a large op
+    if step.draws or size * max(itemsize, 4) > _FRESH_OP_BYTES:
         def forward(*arrays):
-            fresh = object.__new__(type(op))
-            fresh.__dict__.update(copy.deepcopy(settings) if draws else settings)
+            fresh = op.replica()
+            fresh.needs_grad = off
             return fresh.forward(*arrays)
     else:
+        op.needs_grad = off
         forward = op.forward
     if not step.relu:
         step.run = forward

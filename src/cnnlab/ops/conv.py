@@ -49,10 +49,16 @@ class Conv2d(Function):
     def __init__(self, stride, pads, dilation, groups):
         self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
 
+    def geometry(self, x_shape: tuple, w_shape: tuple, dtype) -> kernels.Geometry:
+        """This convolution's geometry on an input of ``x_shape`` (N, H, W, C_in) with weights
+        of ``w_shape`` (KH, KW, Cg, C_out): what the kernels' dispatch chooses by
+        (:func:`cnnlab.kernels.select`, and :func:`cnnlab.kernels.prepare` for inference)."""
+        return kernels.Geometry(x_shape, w_shape, self.stride, self.pads, self.dilation,
+                                self.groups, dtype)
+
     def forward(self, x, w, b=None):
         """Z = cols @ W + b, (N, OH, OW, C_out), by the kernel the dispatch selects."""
-        geom = kernels.Geometry(x.shape, w.shape, self.stride, self.pads, self.dilation,
-                                self.groups, x.dtype)
+        geom = self.geometry(x.shape, w.shape, x.dtype)
         self.kernel = kernels.select(geom, x)  # keeps what its `keeps` says, for backward
         return self.kernel.forward(x, w, b, need_w=self.needs_grad[1])
 

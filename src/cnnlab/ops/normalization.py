@@ -133,6 +133,33 @@ class BatchNorm(Function):
             gbeta = sum_gy
         return gx, ggamma, gbeta
 
+    def eval_affine(self, gamma=None, beta=None):
+        """Eval-mode batch norm as one affine map per channel: ``(s, t)`` with y = s * x + t,
+
+            s = gamma / sqrt(running_var + eps),   t = beta - s * running_mean
+
+        (gamma None: 1; beta None: 0), each (C,), computed in float64 whatever the dtypes of
+        the statistics and of ``gamma``, ``beta`` (ndarrays (C,) or None). None in training
+        mode or without running statistics, where y is not an affine map of x fixed ahead.
+        Since z = conv(x, W) + b is linear in W and b, a batch norm after a convolution folds
+        into it: y = conv(x, s W) + (s b + t), ``s`` scaling each filter (the Predictor's fold).
+        ``forward`` computes the same map in x's dtype.
+
+        >>> import numpy as np
+        >>> bn = BatchNorm(False, np.array([1.0]), np.array([4.0]), 0.9, 0.0)
+        >>> bn.eval_affine(np.array([2.0]), np.array([3.0]))  # s = 2 / 2, t = 3 - 1 * 1
+        (array([1.]), array([2.]))
+        """
+        if self.training or self.running_mean is None or self.running_var is None:
+            return None
+        s = 1.0 / np.sqrt(np.asarray(self.running_var, np.float64) + self.eps)  # (C,)
+        if gamma is not None:
+            s = s * np.asarray(gamma, np.float64)
+        t = -s * np.asarray(self.running_mean, np.float64)  # (C,)
+        if beta is not None:
+            t = t + np.asarray(beta, np.float64)
+        return s, t
+
 
 def _channel_sum(a, c: int):
     """Per-channel sum of image rows a (N*H, W*C): over the rows, then the W groups. (C,)"""

@@ -40,17 +40,17 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, x):
-        self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else tuple(self.axes)
-        if sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
+        axes = tuple(range(x.ndim))[::-1] if self.axes is None else tuple(self.axes)
+        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
             raise ValueError(
-                f"transpose: axes {self.axes} are not a permutation of the {x.ndim} axes "
+                f"transpose: axes {axes} are not a permutation of the {x.ndim} axes "
                 f"of a tensor of shape {x.shape}"
             )
-        self.axes = tuple(a % x.ndim for a in self.axes)  # -1 -> ndim-1, so argsort inverts it
-        return x.transpose(self.axes)
+        self.perm = tuple(a % x.ndim for a in axes)  # cache; -1 -> ndim-1: argsort inverts it
+        return x.transpose(self.perm)
 
     def backward(self, gy):
-        return (gy.transpose(np.argsort(self.axes)),)
+        return (gy.transpose(np.argsort(self.perm)),)
 
 
 class GetItem(Function):
