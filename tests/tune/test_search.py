@@ -287,3 +287,47 @@ def test_a_trial_claimed_by_a_process_that_died_at_once_is_rerun(optuna, tmp_pat
     assert trials[0].state.name == "FAIL"
     assert_slots = sorted(t.user_attrs["slot"] for t in trials if t.state.name == "COMPLETE")
     assert assert_slots == [0, 1]
+
+
+# A worker that is killed (SIGKILL) after it claimed a slot and recorded its pid, before it
+# announced the trial on stdout: the first time it builds a sampler (tune.worker.run_one does
+# that between the two), then an ordinary worker whose objective is the bowl in lr.
+_DIES_AFTER_CLAIM = """
+import math, os, signal, sys
+from pathlib import Path
+from cnnlab.tune import study as st, worker
+marker = Path(os.environ["CNNLAB_TEST_MARKER"])
+real = st.make_sampler
+def make_sampler(*args, **kwargs):
+    if not marker.exists():
+        marker.write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+st.make_sampler = make_sampler
+def make_objective(settings, study_dir):
+    return lambda params, report, number: {"score": (math.log10(params["lr"]) + 3) ** 2}
+sys.exit(worker.serve(make_objective))
+"""
+
+
+def test_a_worker_killed_before_announcing_its_trial_is_rerun(optuna, tmp_path, monkeypatch):
+    """The tuner learns a trial's start from the worker's stdout; a worker killed between its
+    claim (the store says RUNNING, with its pid) and that line is still a death mid-trial: the
+    trial is failed and its slot re-run, not the whole search stopped (CI saw it stop)."""
+    import sys
+
+    settings = settings_for(["lr=log:1e-4:1"], trials=2)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = st.create_or_join(st.open_storage(url, heartbeat=1), "s", settings)
+    monkeypatch.setenv("CNNLAB_TEST_MARKER", str(tmp_path / "killed"))
+    said = []
+    run_search(study, settings, tmp_path, workers=1, url=url, name="s", heartbeat=1,
+               command=[sys.executable, "-c", _DIES_AFTER_CLAIM], out=said.append)
+    assert (tmp_path / "killed").exists()
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["pid"] > 0
+    assert "trial 0: worker 1 died mid-trial (exit status -9); recorded as failed, its slot " \
+           "runs again" in said
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["slot"] for t in complete) == [0, 1]
+    assert [t.user_attrs.get("retry_of") for t in complete].count(0) == 1

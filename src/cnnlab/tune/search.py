@@ -148,6 +148,8 @@ class _Pool:
         status = proc.wait()
         proc.stdin.close()
         started = self.current.pop(k, None)
+        if started is None and status != 0:  # killed after its claim, before its start event
+            started = self._claimed_by(proc.pid)
         if started is not None:
             if st.fail_and_retry(self.study, started["trial_id"]):
                 self.out(f"trial {started['trial']}: worker {k} died mid-trial (exit status "
@@ -159,6 +161,15 @@ class _Pool:
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty)"]
             raise RuntimeError(f"tune worker {k} exited with status {status}; {log}: "
                                f"{tail[0]}")
+
+    def _claimed_by(self, pid: int):
+        """The round's RUNNING trial that the worker process ``pid`` took (its "pid" attribute,
+        written before the worker announces the trial), as its start event would name it; None
+        when it holds none. The store, not the worker's stdout, says what a dead worker held."""
+        for t in st.round_trials(self.study, self.r):
+            if t.state.name == "RUNNING" and t.user_attrs.get("pid") == pid:
+                return {"trial": t.number, "trial_id": t._trial_id}
+        return None
 
     def stop(self) -> None:
         """Close the workers' stdin: each fails its trial (its slot re-runs) and exits."""
