@@ -45,6 +45,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"cnnlab: error: {command}{message}\n")
 
 
+def _zoo_model_arguments(p, models: str, classes_default: str) -> None:
+    """A zoo model by name, with its --input-shape and --num-classes (summary, gradcheck)."""
+    p.add_argument("model", help=f"a zoo model: {models}")
+    p.add_argument("--input-shape", default=None, metavar="H,W,C",
+                   help="one input's height, width, channels (default: the model's)")
+    p.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
+                   help=f"outputs of the head ({classes_default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
     from cnnlab.cli.loaders import FOLDER_LAYOUT
@@ -164,22 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         "RF (receptive field: the input pixels one output position sees, per side) and Jump "
         "(the input pixels between neighbouring output positions: the product of the strides "
         "so far).")
-    s.add_argument("model", help=f"a zoo model: {models}")
-    s.add_argument("--input-shape", default=None, metavar="H,W,C",
-                   help="one input's height, width, channels (default: the model's)")
-    s.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
-                   help="outputs of the head (default: the model's, e.g. 10 for lenet5)")
+    _zoo_model_arguments(s, models, "default: the model's, e.g. 10 for lenet5")
 
     g = sub.add_parser(
         "gradcheck", help="finite-difference check of a model's gradients",
         description="Compare backpropagation's gradient with central finite differences "
         "(float64) for every parameter: a random sample of --max-elements entries of each, "
         "two forward passes per entry; one line per parameter as it finishes.")
-    g.add_argument("model", help=f"a zoo model: {models}")
-    g.add_argument("--input-shape", default=None, metavar="H,W,C",
-                   help="one input's height, width, channels (default: the model's)")
-    g.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
-                   help="outputs of the head (default: the model's)")
+    _zoo_model_arguments(g, models, "default: the model's")
     g.add_argument("--max-elements", type=_positive_int("--max-elements"), default=20,
                    metavar="N", help="entries checked per parameter (random sample; default 20)")
     g.add_argument("--seed", type=_nonnegative_int("--seed"), default=0,

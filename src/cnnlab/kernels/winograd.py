@@ -40,7 +40,6 @@ import numpy as np
 
 from cnnlab.kernels.base import Kernel, bias_grad, chunks, most, pixels
 from cnnlab.kernels.window import Window
-from cnnlab.ops.activation import relu_array
 from cnnlab.ops.parallel import map_chunks, sum_parts
 
 __all__ = ["Winograd", "filter_transform", "filter_grad"]
@@ -111,6 +110,15 @@ class _Winograd3x3(Kernel):
     def accepts(self, x):
         return bool(np.isfinite(x).all())
 
+    def backward(self, gy, need_x, need_w, need_b):
+        """The gradients by the transforms (``_transform_backward``), or by the window matrix
+        when dZ holds an inf or NaN (a transform would spread it over its tile)."""
+        if not self.accepts(gy):
+            window = Window(self.geom)
+            window.w, window.x = self.w, self.x
+            return window.backward(gy, need_x, need_w, need_b)
+        return self._transform_backward(_pixel_rows(gy), need_x, need_w, need_b)
+
     def prepare(self, w, b=None, relu=False):
         """``run(x) -> Z`` (max(Z, 0) with ``relu``) for inference on fixed weights, inputs of
         the geometry's shape: the transformed filters and the chunks' buffers are made once, so
@@ -131,10 +139,16 @@ class _Winograd3x3(Kernel):
             return k, self._scratch(k)
 
         def run(x):
-            if not np.isfinite(x).all():
+            if not self.accepts(x):  # as select() would: the window matrix
                 z = Window(geom).forward(x, w, b, False)
-                return relu_array(z, out=z) if relu else z
-            x = _pixel_rows(x)
+            else:
+                z = transformed(_pixel_rows(x))
+            if relu:  # by image rows against a row of zeros (ops.activation.relu_array)
+                rows = z.reshape(n, -1)
+                np.maximum(rows, zeros, out=rows)
+            return z
+
+        def transformed(x):
             z = np.empty(geom.out_shape, dtype=w.dtype)  # (N, OH, OW, C_out)
 
             def share(parts):
@@ -150,9 +164,6 @@ class _Winograd3x3(Kernel):
                 share(_ONE_IMAGE)
             else:
                 map_chunks(share, self.batch_chunks(n))
-            if relu:  # by image rows against a row of zeros (ops.activation.relu_array)
-                rows = z.reshape(n, -1)
-                np.maximum(rows, zeros, out=rows)
             return z
 
         run.kernel = self.name
@@ -268,12 +279,8 @@ class Winograd(_Winograd3x3):
         return y1, y1.reshape(M_OUT, A_IN, -1), y, src, full
 
     # ------------------------------------------------------------------ backward
-    def backward(self, gy, need_x, need_w, need_b):
-        if not np.isfinite(gy).all():  # a transform would spread it over its tile
-            window = Window(self.geom)
-            window.w, window.x = self.w, self.x
-            return window.backward(gy, need_x, need_w, need_b)
-        gy = _pixel_rows(gy)
+    def _transform_backward(self, gy, need_x, need_w, need_b):
+        """dA_prev, dW, db of a finite dZ with contiguous channels (module docstring)."""
         c_in, c_out = self.geom.x_shape[3], self.w.shape[3]
         gx = np.empty(self.geom.x_shape, dtype=gy.dtype) if need_x else None  # (N, H, W, C_in)
         ut = np.ascontiguousarray(self.u.transpose(0, 2, 1)) if need_x else None  # (36, Co, Ci)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.kernels.base import bias_grad, chunks, most, pixels
-from cnnlab.kernels.window import Window
 from cnnlab.kernels.winograd import G, _pixel_rows, _take, _Winograd3x3
 from cnnlab.ops.parallel import map_chunks, sum_parts
 
@@ -123,12 +122,8 @@ class WinogradRows(_Winograd3x3):
             np.copyto(pixels(zc), pixels(full.reshape(k, oh, M_OUT * tw, c_out))[:, :, :ow])
 
     # ------------------------------------------------------------------ backward
-    def backward(self, gy, need_x, need_w, need_b):
-        if not np.isfinite(gy).all():  # a transform would spread it over its segment
-            window = Window(self.geom)
-            window.w, window.x = self.w, self.x
-            return window.backward(gy, need_x, need_w, need_b)
-        gy = _pixel_rows(gy)
+    def _transform_backward(self, gy, need_x, need_w, need_b):
+        """dA_prev, dW, db of a finite dZ with contiguous channels (module docstring)."""
         c_in, c_out = self.geom.x_shape[3], self.w.shape[3]
         gx = np.empty(self.geom.x_shape, dtype=gy.dtype) if need_x else None  # (N, H, W, C_in)
         ut = np.ascontiguousarray(self.u.transpose(0, 1, 3, 2)) if need_x else None

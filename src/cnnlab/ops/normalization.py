@@ -27,7 +27,7 @@ import numpy as np
 from cnnlab.ops._util import as_tensor, check_float, check_same_dtype, repeat_row
 from cnnlab.tensor import Function, Tensor
 
-__all__ = ["batch_norm"]
+__all__ = ["batch_norm", "update_running"]
 
 
 class BatchNorm(Function):
@@ -80,11 +80,7 @@ class BatchNorm(Function):
             var = _channel_dot(y, y, c) / m  # (C,) biased
             inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
             if self.running_mean is not None:
-                keep = self.momentum
-                self.running_mean *= keep
-                self.running_mean += (1.0 - keep) * mean
-                self.running_var *= keep
-                self.running_var += (1.0 - keep) * (var * (m / (m - 1)))  # unbiased
+                update_running(self.running_mean, self.running_var, mean, var, m, self.momentum)
         else:
             mean = self.running_mean.astype(x.dtype)  # (C,), a copy (kept); no float64 upcast
             var = self.running_var.astype(x.dtype, copy=False)
@@ -159,6 +155,16 @@ class BatchNorm(Function):
         if beta is not None:
             t = t + np.asarray(beta, np.float64)
         return s, t
+
+
+def update_running(running_mean, running_var, mean, var, m, momentum: float) -> None:
+    """The running statistics after a training batch, in place (Keras momentum):
+    running = momentum * running + (1 - momentum) * batch statistic, the variance taken
+    unbiased, var * m / (m - 1), over the m values of a channel (as PyTorch does)."""
+    running_mean *= momentum
+    running_mean += (1.0 - momentum) * mean
+    running_var *= momentum
+    running_var += (1.0 - momentum) * (var * (m / max(m - 1, 1)))
 
 
 def _channel_sum(a, c: int):

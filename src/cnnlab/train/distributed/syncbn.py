@@ -29,6 +29,7 @@ import numpy as np
 
 from cnnlab.nn._util import check_input
 from cnnlab.nn.normalization import BatchNorm1D, BatchNorm2D, _BatchNorm
+from cnnlab.ops.normalization import update_running
 from cnnlab.tensor import Function
 
 __all__ = ["SyncBatchNorm2D", "SyncBatchNorm1D", "convert_sync_batchnorm"]
@@ -55,11 +56,7 @@ class SyncBatchNormOp(Function):
         var = (sq / big_m).astype(x.dtype)  # (C,) biased
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
         if self.running_mean is not None:
-            keep = self.momentum
-            self.running_mean *= keep
-            self.running_mean += (1.0 - keep) * mean
-            self.running_var *= keep
-            self.running_var += (1.0 - keep) * (var * (big_m / max(big_m - 1, 1)))
+            update_running(self.running_mean, self.running_var, mean, var, big_m, self.momentum)
         x_hat = xc * inv_std  # (m_r, C)
         self.x_hat, self.inv_std, self.gamma = x_hat, inv_std, gamma
         self.w_r, self.big_m, self.shape = m_r / big_m, big_m, x.shape

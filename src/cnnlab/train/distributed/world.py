@@ -60,22 +60,22 @@ def _env_int(name: str, environ) -> int | None:
 
 def launched_size(environ=None) -> int:
     """How many processes the MPI launcher started (1 when not started by one)."""
-    environ = os.environ if environ is None else environ
-    for size, _ in _LAUNCHER_VARS:
-        n = _env_int(size, environ)
-        if n is not None:
-            return n
-    return 1
+    return _launched(0, 1, environ)
 
 
 def launched_rank(environ=None) -> int:
     """This process's rank according to the launcher's environment (0 when not launched)."""
+    return _launched(1, 0, environ)
+
+
+def _launched(which: int, default: int, environ) -> int:
+    """The first launcher's (size, rank) variable ``which`` that is set, else ``default``."""
     environ = os.environ if environ is None else environ
-    for _, rank in _LAUNCHER_VARS:
-        r = _env_int(rank, environ)
-        if r is not None:
-            return r
-    return 0
+    for names in _LAUNCHER_VARS:
+        value = _env_int(names[which], environ)
+        if value is not None:
+            return value
+    return default
 
 
 def import_mpi(what: str = "data-parallel training"):
